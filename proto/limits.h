@@ -1,0 +1,149 @@
+/*
+ * limits.h: every bound in Starling, in one place, with its reason.
+ *
+ * Starling never grows a buffer, queue or table without a bound: each one is
+ * named here, and hitting it has a defined outcome (back-pressure, a stream
+ * error, a stanza error, a refused connection), never unbounded growth.
+ * Values marked "config:" can be overridden by an operator; the value here is
+ * the default and the reason explains why it is a sane one.
+ *
+ * This header lives in proto/ because proto/ is the bottom layer: every other
+ * part may include it, and it includes nothing. Include it as
+ * "proto/limits.h" (never <limits.h>, which is libc's).
+ */
+#ifndef STARLING_PROTO_LIMITS_H
+#define STARLING_PROTO_LIMITS_H
+
+/* ---------------------------------------------------------------- tokenizer */
+
+/* Largest stanza accepted, in bytes. RFC 6120 section 13.12 asks servers to
+ * accept at least 10,000 bytes; 256 KiB leaves room for avatars in vCards and
+ * PEP items, while bounding the per-connection assembly buffer. Over it:
+ * policy-violation. config: limits.stanza_bytes_max */
+#define LIMIT_STANZA_BYTES_MAX (256u * 1024u)
+
+/* Deepest element nesting inside a stanza (the stanza itself is depth 1).
+ * Real traffic stays under 12 (forwarded MAM results with x-data forms);
+ * a deep document is a stack-exhaustion attack. Over it: policy-violation. */
+#define LIMIT_STANZA_DEPTH_MAX 32u
+
+/* Attributes on one element. Real elements carry under 10; many attributes
+ * are a hash-collision or quadratic duplicate-check attack. Over it:
+ * policy-violation. */
+#define LIMIT_ELEMENT_ATTRIBUTES_MAX 32u
+
+/* Element index entries (start tags) recorded for one stanza. A stanza view
+ * indexes its elements in a fixed array so that no allocation happens while
+ * parsing; a roster push or a MAM page with forms fits easily. Over it:
+ * policy-violation. */
+#define LIMIT_STANZA_ELEMENTS_MAX 1024u
+
+/* Attribute index entries recorded for one stanza (all elements together).
+ * Over it: policy-violation. */
+#define LIMIT_STANZA_ATTRIBUTES_MAX 2048u
+
+/* Namespace declarations in scope at once (stream header plus the open
+ * elements of a stanza). Over it: policy-violation. */
+#define LIMIT_NAMESPACE_DECLS_MAX 64u
+
+/* Bytes of a single name (element, attribute or prefix). Long names are
+ * never legitimate in XMPP. Over it: policy-violation. */
+#define LIMIT_NAME_BYTES_MAX 256u
+
+/* Bytes of the stream header tag. It carries a handful of short attributes;
+ * a huge header is an attack before authentication. Over it:
+ * policy-violation. */
+#define LIMIT_STREAM_HEADER_BYTES_MAX 4096u
+
+/* Index entries (elements and text nodes together) recorded for one stanza.
+ * Text sits between child elements, so a stanza with the maximum number of
+ * elements needs about twice as many nodes. Over it: policy-violation. */
+#define LIMIT_STANZA_NODES_MAX (4u * LIMIT_STANZA_ELEMENTS_MAX)
+
+/* Prefix declarations (xmlns:p) kept from the stream header, and the bytes
+ * of all their prefixes and URIs plus the default namespace. The tokenizer
+ * copies these few facts into a fixed region of an idle connection (real
+ * headers declare 'stream' and, on s2s, 'db'), so they must stay small.
+ * Over either: policy-violation. */
+#define LIMIT_STREAM_HEADER_PREFIXES_MAX 4u
+#define LIMIT_STREAM_HEADER_NAMESPACE_BYTES_MAX 192u
+
+/* ------------------------------------------------------------------ runtime */
+
+/* Reactors (threads with an io_uring ring each). Default is one per online
+ * core; more than the core count is allowed (useful for tests) up to this.
+ * config: reactors */
+#define LIMIT_REACTORS_MAX 256u
+
+/* Connections one reactor holds. Each ring has its own fixed-file table of
+ * direct descriptors; the kernel caps a table at RLIMIT_NOFILE (20,000 on
+ * the build machines), so the effective value is
+ * min(this, RLIMIT_NOFILE). A node holds reactors x this. Over it: the
+ * accepted socket is closed at once. config: limits.connections_per_reactor */
+#define LIMIT_CONNECTIONS_PER_REACTOR 65536u
+
+/* Submission queue entries per ring. Big enough that one loop iteration can
+ * submit a burst of sends without io_uring_get_sqe() failing; the reactor
+ * submits and retries when it does. */
+#define LIMIT_RING_ENTRIES 4096u
+
+/* Provided receive buffers per reactor, and their size. Multishot recv takes
+ * a buffer only while data is in flight, so an idle connection holds none;
+ * 1024 x 16 KiB = 16 MiB per reactor absorbs a burst from a thousand busy
+ * connections. When the ring runs dry the kernel ends multishot recvs with
+ * -ENOBUFS: back-pressure, the reactor replenishes and re-arms.
+ * config: limits.recv_buffers, limits.recv_buffer_bytes */
+#define LIMIT_RECV_BUFFERS         1024u
+#define LIMIT_RECV_BUFFER_BYTES    (16u * 1024u)
+
+/* Bytes queued for sending on one connection before it is told to stop
+ * producing (back-pressure). A peer that reads nothing for
+ * LIMIT_WRITE_TIMEOUT_MS while its queue is non-empty is closed.
+ * config: limits.send_queue_bytes */
+#define LIMIT_SEND_QUEUE_BYTES (512u * 1024u)
+
+/* Hard cap over LIMIT_SEND_QUEUE_BYTES: a producer that ignores
+ * back-pressure gets its sends refused (and the connection closed) instead
+ * of growing memory. */
+#define LIMIT_SEND_QUEUE_BYTES_HARD (4u * LIMIT_SEND_QUEUE_BYTES)
+
+/* Segments gathered into one sendmsg. IOV_MAX is 1024; 64 covers a burst of
+ * stanza-sized segments without a huge iovec on the reactor stack. */
+#define LIMIT_SEND_IOVECS 64u
+
+/* Time a peer may keep unsent bytes queued without the socket draining any
+ * of them, before the connection is closed. config: timeouts.write_ms */
+#define LIMIT_WRITE_TIMEOUT_MS 30000u
+
+/* Time from accept until the application declares the handshake done (for
+ * XMPP: until the session is bound). config: timeouts.handshake_ms */
+#define LIMIT_HANDSHAKE_TIMEOUT_MS 30000u
+
+/* Time a connection may be silent before it is closed. XMPP clients send a
+ * whitespace keepalive or ping well within this. config: timeouts.idle_ms */
+#define LIMIT_IDLE_TIMEOUT_MS 600000u
+
+/* Timer wheel: slot width and slot count. 64 slots of 128 ms cover about
+ * 8 s per lap; longer timers stay in their slot for several laps (each
+ * entry carries its deadline). Timer precision is one slot. */
+#define LIMIT_TIMER_SLOT_MS 128u
+#define LIMIT_TIMER_SLOTS   64u
+
+/* Messages one mailbox (single producer, single consumer, between two
+ * reactors) holds. A full mailbox refuses the post; the sender sees the
+ * error and decides (drop with an error stanza, retry next iteration). */
+#define LIMIT_MAILBOX_MESSAGES 8192u
+
+/* Grace period of a graceful shutdown: after SIGTERM/SIGINT, connections
+ * are asked to close cleanly; whatever remains after this is closed hard and
+ * the process exits. Kubernetes' default terminationGracePeriodSeconds is
+ * 30 s, so the default stays below it. config: shutdown_grace_ms */
+#define LIMIT_SHUTDOWN_GRACE_MS 10000u
+
+/* Listening sockets one reactor owns (one per listener in the config). */
+#define LIMIT_LISTENERS_PER_REACTOR 16u
+
+/* Backlog of each listening socket (the kernel caps it at somaxconn). */
+#define LIMIT_LISTEN_BACKLOG 4096u
+
+#endif

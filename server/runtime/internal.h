@@ -1,0 +1,268 @@
+/*
+ * internal.h: the runtime's private structures, shared by its .c files.
+ *
+ * Layout of ownership: a runtime owns its reactors (one array), its listeners
+ * and its producers. A reactor owns its ring, its provided-buffer ring, its
+ * slot table (connection by fixed-file index), its free lists and its inbox
+ * pointers. A connection is owned by exactly one reactor at a time; moving it
+ * hands the pointer over together with its descriptor.
+ */
+#ifndef STARLING_SERVER_RUNTIME_INTERNAL_H
+#define STARLING_SERVER_RUNTIME_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "proto/limits.h"
+#include "server/runtime/mailbox.h"
+#include "server/runtime/rx.h"
+#include "server/runtime/timer_wheel.h"
+
+/* Assertions document invariants and stay on in production builds. */
+#define RX_ASSERT(condition)                                                                       \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            rx_assert_failed(#condition, __FILE__, __LINE__);                                      \
+        }                                                                                          \
+    } while (0)
+__attribute__((noreturn)) void rx_assert_failed(const char *condition, const char *file, int line);
+
+/* user_data: op in the top 8 bits, then a 24-bit connection generation, then
+ * the 32-bit slot (fixed-file index). RX_OP_MOVE_ARRIVE carries a pointer in
+ * the low 56 bits instead. */
+enum rx_op {
+    RX_OP_ACCEPT = 1,   /* slot = listener index */
+    RX_OP_RECV,         /* multishot recv of a connection */
+    RX_OP_SEND,         /* send or sendmsg of a connection */
+    RX_OP_CANCEL,       /* a cancel aimed at a connection's ops */
+    RX_OP_CLOSE,        /* close_direct of a released connection */
+    RX_OP_CLOSE_SLOT,   /* close_direct of a slot with no connection */
+    RX_OP_MOVE_SEND,    /* msg_ring SEND_FD completion on the source */
+    RX_OP_MOVE_ARRIVE,  /* the moved descriptor arrived on the target */
+    RX_OP_WAKE,         /* msg_ring DATA from another reactor */
+    RX_OP_EVENT_FD,     /* multishot poll on the producer eventfd */
+    RX_OP_SIGNAL_FD,    /* multishot poll on the signalfd (reactor 0) */
+    RX_OP_ACCEPT_CANCEL /* cancel of the multishot accepts at shutdown */
+};
+
+#define RX_USER_DATA_POINTER_MASK ((UINT64_C(1) << 56) - 1)
+#define RX_GENERATION_MASK        0xFFFFFFu
+
+static inline uint64_t rx_user_data(enum rx_op op, uint32_t generation, uint32_t slot)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(generation & RX_GENERATION_MASK) << 32) | slot;
+}
+
+enum rx_conn_flag {
+    CONN_RECV_ARMED = 1u << 0,     /* a multishot recv is in flight */
+    CONN_SENDING = 1u << 1,        /* a send is in flight */
+    CONN_PAUSED = 1u << 2,         /* the app paused receiving */
+    CONN_MOVING = 1u << 3,         /* rx_conn_move in progress */
+    CONN_CLOSE_REQUESTED = 1u << 4,/* close once the queue drains */
+    CONN_RELEASE_QUEUED = 1u << 5, /* on the release list, reason fixed */
+    CONN_RELEASED = 1u << 6,       /* on_close called; tearing down */
+    CONN_IN_WRITE_LIST = 1u << 7,
+    CONN_IN_SERVICE_LIST = 1u << 8,
+    CONN_HANDSHAKE_DONE = 1u << 9,
+    CONN_BACKPRESSURE = 1u << 10,  /* the app was told to stop producing */
+    CONN_RECV_CANCELLING = 1u << 11,
+    CONN_PEER_EOF = 1u << 12,
+    CONN_CLOSE_SUBMITTED = 1u << 13,
+    CONN_HANDED_OFF = 1u << 14,    /* descriptor sent to the target ring */
+};
+
+/* One run of queued bytes: owned (copied into storage) or a window of a
+ * shared buffer. */
+typedef struct rx_segment {
+    struct rx_segment *next;
+    rx_shared_buf *shared; /* NULL for owned bytes */
+    const uint8_t *data;   /* first unsent byte */
+    uint32_t length;       /* unsent bytes at data */
+    uint32_t room;         /* owned: free bytes after data + length */
+    uint8_t storage[];
+} rx_segment;
+
+struct rx_shared_buf {
+    atomic_uint references;
+    size_t length;
+    uint8_t bytes[];
+};
+
+/* The msghdr and iovecs of an in-flight sendmsg; pooled per reactor so an
+ * idle connection holds none. */
+typedef struct rx_send_context {
+    struct rx_send_context *next_free;
+    struct msghdr message;
+    struct iovec iovecs[LIMIT_SEND_IOVECS];
+} rx_send_context;
+
+struct rx_conn {
+    rx_reactor *reactor;
+    const rx_listener_ops *ops;
+    void *userdata;
+    rx_segment *send_head;
+    rx_segment *send_tail;
+    rx_send_context *send_context;
+    rx_conn *next_write;   /* pending-writes list */
+    rx_conn *next_service; /* re-arm / hand-off list */
+    rx_conn *next_release; /* release list, then free list */
+    rx_timer timer;        /* earliest of the three deadlines below */
+    uint64_t handshake_deadline_ms;
+    uint64_t last_receive_ms;
+    uint64_t last_drain_ms; /* last time the queue drained bytes */
+    uint32_t send_queue_bytes;
+    uint32_t slot;
+    uint32_t generation;
+    uint16_t flags;
+    uint8_t inflight; /* ops in flight whose last CQE is not reaped */
+    uint8_t close_reason;
+    uint8_t move_target;
+};
+
+/* Counters written by the owning reactor only and read by anyone. */
+typedef struct rx_stats_atomic {
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t accept_refused;
+    _Atomic uint64_t open_connections;
+    _Atomic uint64_t closed;
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t enobufs_events;
+    _Atomic uint64_t send_queue_bytes;
+    _Atomic uint64_t moves_in;
+    _Atomic uint64_t moves_out;
+    _Atomic uint64_t write_timeouts;
+    _Atomic uint64_t messages_received;
+    _Atomic uint64_t wakes_sent;
+} rx_stats_atomic;
+
+static inline void rx_stat_add(_Atomic uint64_t *counter, int64_t delta)
+{
+    uint64_t value = atomic_load_explicit(counter, memory_order_relaxed);
+    atomic_store_explicit(counter, value + (uint64_t)delta, memory_order_relaxed);
+}
+
+typedef struct rx_conn_chunk {
+    struct rx_conn_chunk *next;
+    rx_conn conns[];
+} rx_conn_chunk;
+
+struct rx_reactor {
+    rx_runtime *runtime;
+    unsigned index;
+    pthread_t thread;
+    struct io_uring ring;
+    int ring_fd; /* published before the start barrier */
+    unsigned ring_flags;
+
+    struct io_uring_buf_ring *buffer_ring;
+    uint8_t *buffer_memory;
+    size_t buffer_ring_bytes;
+    size_t buffer_memory_bytes;
+    unsigned buffers_returned; /* added since the last advance */
+
+    /* By fixed-file index. A connection whose descriptor is on its way to
+     * another reactor is stored with bit 0 set and must not be touched. */
+    rx_conn **slots;
+    unsigned slot_count;
+    unsigned connection_count; /* structs alive, releasing included */
+    uint32_t generation;
+    rx_conn *free_conns;
+    rx_conn_chunk *chunks;
+    rx_send_context *free_send_contexts;
+
+    rx_conn *write_list;
+    rx_conn *service_list;
+    rx_conn *release_list;
+
+    rx_wheel wheel;
+    uint64_t now_ms;
+
+    int listen_fds[LIMIT_LISTENERS_PER_REACTOR];
+    bool accept_armed[LIMIT_LISTENERS_PER_REACTOR];
+
+    rx_mailbox *_Atomic *inboxes; /* by source: reactors, then producers */
+    atomic_bool wake_pending;     /* a reactor woke us and we did not drain */
+    atomic_bool external_wake_pending;
+    atomic_bool exited;
+    uint64_t dirty_targets[LIMIT_REACTORS_MAX / 64];
+    int event_fd;
+    int signal_fd; /* reactor 0 with handle_signals, else -1 */
+    unsigned misc_inflight; /* accepts and polls not tied to a connection */
+
+    bool shutting_down;
+    bool aborted_all;
+    uint64_t shutdown_deadline_ms;
+    uint64_t last_refusal_log_ms;
+
+    rx_stats_atomic stats;
+};
+
+struct rx_listener {
+    const rx_listener_ops *ops;
+    void *context;
+    uint16_t port;
+    unsigned index;
+};
+
+struct rx_producer {
+    rx_runtime *runtime;
+    unsigned source_index; /* inbox index on every reactor */
+};
+
+struct rx_runtime {
+    rx_options options;
+    unsigned reactor_count;
+    rx_reactor *reactors;
+    rx_listener listeners[LIMIT_LISTENERS_PER_REACTOR];
+    unsigned listener_count;
+    rx_producer *producers;
+    atomic_uint producer_count;
+    atomic_bool stop_requested;
+    _Atomic uint64_t stop_deadline_ms;
+    atomic_int moves_in_flight;
+    int signal_fd;
+
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned ready_count;
+    bool start_failed;
+    bool go;
+    bool started;
+    bool joined;
+};
+
+/* Shared helpers (reactor.c). */
+uint64_t rx_clock_ms(void);
+struct io_uring_sqe *rx_reactor_sqe(rx_reactor *reactor);
+void rx_reactor_thread_set(rx_reactor *reactor);
+void *rx_reactor_main(void *argument);
+void rx_reactor_wake_external(rx_reactor *reactor);
+rx_mailbox *rx_inbox_for(rx_reactor *target, unsigned source_index);
+
+/* Connections (conn.c). */
+void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot);
+void rx_conn_on_cqe(rx_reactor *reactor, enum rx_op op, uint64_t user_data,
+                    const struct io_uring_cqe *cqe);
+void rx_conn_move_arrived(rx_reactor *reactor, rx_conn *conn, int result);
+void rx_conn_move_sent(rx_reactor *reactor, uint32_t slot, int result);
+void rx_conn_release_request(rx_conn *conn, rx_close_reason reason);
+void rx_reactor_run_service(rx_reactor *reactor);
+void rx_reactor_run_releases(rx_reactor *reactor);
+void rx_conn_free_all_chunks(rx_reactor *reactor);
+void rx_conn_recv_returned(rx_reactor *reactor, unsigned buffer_id);
+void rx_conn_schedule_timer(rx_conn *conn);
+void rx_conn_service(rx_conn *conn);
+void rx_conn_op_done(rx_conn *conn);
+void rx_conn_shutdown(rx_conn *conn);
+
+/* Send queues (send.c). */
+void rx_reactor_flush_writes(rx_reactor *reactor);
+void rx_conn_send_completed(rx_conn *conn, int result);
+void rx_conn_drop_queue(rx_conn *conn);
+void rx_conn_queue_write(rx_conn *conn);
+void rx_reactor_free_send_contexts(rx_reactor *reactor);
+
+#endif
