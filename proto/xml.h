@@ -32,7 +32,21 @@
  * xml_scratch that one thread shares between all its tokenizers; the index
  * of an element still in progress at the end of a feed is parked in the
  * assembly buffer beside its bytes. An idle tokenizer (between stanzas)
- * therefore owns no heap memory, only sizeof(xml_tokenizer).
+ * therefore owns no heap memory, only sizeof(xml_tokenizer) (288 bytes on
+ * x86-64, including the copied stream header facts).
+ *
+ * Profile (RFC 6120 section 11.1 and XML 1.0 / Namespaces in XML 1.0):
+ * comments, processing instructions, DTDs and entity references other than
+ * the five predefined ones are restricted-xml; the XML declaration is
+ * accepted only as the stream's first bytes. CDATA sections are not among
+ * RFC 6120's restrictions and are accepted inside stanzas. Well-formedness
+ * is checked as it goes: tags, attributes (duplicates by qualified name),
+ * references, UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF) and XML characters (no C0 controls but tab, LF and CR; no
+ * U+FFFE/U+FFFF). Names are checked for ASCII; a non-ASCII name character
+ * is accepted if it is valid UTF-8 (XML's NameChar ranges are not checked).
+ * Non-whitespace text between stanzas is bad-format. Values are returned as
+ * written: attribute-value whitespace normalisation is not applied.
  */
 #ifndef STARLING_PROTO_XML_H
 #define STARLING_PROTO_XML_H
@@ -46,12 +60,12 @@
 /* RFC 6120 section 4.9.3 stream error conditions the tokenizer reports. */
 typedef enum xml_error_condition {
     XML_ERR_NONE = 0,
-    XML_ERR_BAD_FORMAT,         /* non-whitespace text between stanzas, empty header */
-    XML_ERR_INVALID_NAMESPACE,  /* undeclared prefix, wrong stream namespace or name */
-    XML_ERR_NOT_WELL_FORMED,    /* XML 1.0 / Namespaces well-formedness, UTF-8, chars */
-    XML_ERR_POLICY_VIOLATION,   /* a bound of proto/limits.h was exceeded */
+    XML_ERR_BAD_FORMAT,          /* non-whitespace text between stanzas, empty header */
+    XML_ERR_INVALID_NAMESPACE,   /* undeclared prefix, wrong stream namespace or name */
+    XML_ERR_NOT_WELL_FORMED,     /* XML 1.0 / Namespaces well-formedness, UTF-8, chars */
+    XML_ERR_POLICY_VIOLATION,    /* a bound of proto/limits.h was exceeded */
     XML_ERR_RESOURCE_CONSTRAINT, /* the assembly buffer could not be allocated */
-    XML_ERR_RESTRICTED_XML,     /* DTD, entity declaration or reference, comment, PI */
+    XML_ERR_RESTRICTED_XML,      /* DTD, entity declaration or reference, comment, PI */
 } xml_error_condition;
 
 /* The RFC 6120 element name of a condition ("restricted-xml", ...); a
@@ -114,12 +128,12 @@ typedef struct xml_tokenizer {
     uint32_t reference_value;   /* character reference value being accumulated */
     uint32_t declaration_bytes; /* bytes of the XML declaration seen */
     uint16_t node_count, attribute_count, declaration_count, element_count;
-    uint16_t current;           /* open element being filled */
+    uint16_t current; /* open element being filled */
     uint8_t phase, state, return_state, condition;
     uint8_t depth, quote, match, brackets;
     uint8_t reference_kind, reference_length, text_flags, header_prefixes_used;
     uint8_t in_element, release_pending, at_stream_start, utf8_pending_length;
-    uint8_t name_classes;       /* character classes seen in the name in progress */
+    uint8_t name_classes; /* character classes seen in the name in progress */
     char reference_name[4];
     unsigned char utf8_pending[3];
     struct xml_stream_facts facts;
@@ -132,10 +146,10 @@ typedef struct xml_tokenizer {
  * piece is reused, whichever comes first. All pointers borrowed.
  */
 typedef struct xml_view {
-    const char *bytes;                /* the whole element, '<' to '>' */
+    const char *bytes; /* the whole element, '<' to '>' */
     uint32_t length;
-    uint16_t node_count;              /* 0 for XML_EVENT_STREAM_CLOSE */
-    uint8_t header_prefixes_used;     /* bit i: stream header prefix i is used */
+    uint16_t node_count;          /* 0 for XML_EVENT_STREAM_CLOSE */
+    uint8_t header_prefixes_used; /* bit i: stream header prefix i is used */
     const xml_scratch *scratch;
     const xml_tokenizer *tokenizer;
 } xml_view;
@@ -238,6 +252,16 @@ void xml_element_attribute_at(const xml_view *view, xml_node_id element, size_t 
 /* Finds an attribute by qualified name ("to", "xml:lang", "xmlns:foo"). */
 bool xml_element_attribute(const xml_view *view, xml_node_id element, const char *qname,
                            size_t qname_length, xml_attribute *attribute);
+
+/* The root attributes a router reads, found in one pass over a view with a
+ * root (not a stream close). A has_* flag tells whether the attribute is
+ * present; slices borrowed from the view. */
+typedef struct xml_routing {
+    xml_attribute to, from, type, id;
+    bool has_to, has_from, has_type, has_id;
+} xml_routing;
+
+void xml_view_routing(const xml_view *view, xml_routing *routing);
 
 /* An attribute's value with references resolved: raw_value itself when it
  * has none (zero copy), else written into buffer (borrowed). Same contract

@@ -39,9 +39,9 @@ struct xml_index_node {
     uint16_t name_length;   /* qualified name, starting at start + 1 */
     uint16_t prefix_length; /* 0 when unprefixed; the colon follows it */
     uint8_t attribute_count;
-    uint8_t kind;           /* xml_node_kind */
-    uint8_t ns_source;      /* enum xml_ns_source */
-    uint8_t text_flags;     /* enum xml_text_flag */
+    uint8_t kind;       /* xml_node_kind */
+    uint8_t ns_source;  /* enum xml_ns_source */
+    uint8_t text_flags; /* enum xml_text_flag */
 };
 
 struct xml_index_attribute {

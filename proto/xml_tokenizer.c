@@ -73,7 +73,8 @@ struct scan {
     const char *p;         /* next byte */
     const char *end;       /* last byte the element in progress may take, plus one */
     const char *piece_end; /* end of the fed piece */
-    const char *origin;    /* the piece's byte at element offset t->assembly_bytes */
+    const char *origin;    /* the piece's byte at element offset held */
+    uint32_t held;         /* t->assembly_bytes, kept at hand for offset_of */
     xml_view *view;
     xml_event event;
 };
@@ -99,7 +100,7 @@ static const uint8_t cdata_plain[256] = {[0x20 ... 0x5C] = 1, [0x5E ... 0x7F] = 
 
 static inline bool is_space(unsigned char c)
 {
-    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+    return c <= ' ' && (c == ' ' || c == '\n' || c == '\r' || c == '\t');
 }
 
 /* Steps over bytes that table marks plain; a..d are the delimiters it does
@@ -134,6 +135,29 @@ static inline const char *skip_plain(const char *p, const char *end, const uint8
  * that a name without a colon need not be read again). */
 static inline const char *skip_name(const char *p, const char *end, uint8_t *seen)
 {
+#if defined(__SSE2__)
+    if (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* ASCII lower case */
+        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        __m128i colon = _mm_cmpeq_epi8(v, _mm_set1_epi8(':'));
+        __m128i other = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('.'))),
+                                     _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), colon));
+        unsigned name =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other));
+        unsigned stop = ~name & 0xFFFFu;
+        if (stop != 0) {
+            unsigned length = (unsigned)__builtin_ctz(stop);
+            unsigned colons = (unsigned)_mm_movemask_epi8(colon) & ((1u << length) - 1u);
+            *seen |= colons ? NAME_COLON : 0;
+            return p + length;
+        }
+    }
+#endif
     uint8_t classes = 0, c;
     while (p < end && ((c = name_class[(unsigned char)*p]) & NAME_CHAR)) {
         classes |= c;
@@ -149,7 +173,7 @@ static inline const char *skip_name(const char *p, const char *end, uint8_t *see
  * overlong forms, surrogates, beyond U+10FFFF, and U+FFFE/U+FFFF (not XML
  * characters).
  */
-static int utf8_sequence(const unsigned char *p, size_t avail)
+static inline int utf8_sequence(const unsigned char *p, size_t avail)
 {
     unsigned lead = p[0], low = 0x80, high = 0xBF;
     int length;
@@ -191,8 +215,7 @@ static inline bool same_bytes(const char *a, const char *b, size_t length)
 
 static inline uint32_t offset_of(const struct scan *s, const char *p)
 {
-    assert(p >= s->origin);
-    return s->t->assembly_bytes + (uint32_t)(p - s->origin);
+    return s->held + (uint32_t)(p - s->origin);
 }
 
 /* The element's bytes [offset, offset + length): in the assembly buffer, in
@@ -201,7 +224,7 @@ static inline uint32_t offset_of(const struct scan *s, const char *p)
 static inline const char *element_bytes(const struct scan *s, uint32_t offset, uint32_t length,
                                         char *spare)
 {
-    uint32_t held = s->t->assembly_bytes;
+    uint32_t held = s->held;
     if (offset + length <= held)
         return s->t->assembly + offset;
     if (offset >= held)
@@ -211,7 +234,8 @@ static inline const char *element_bytes(const struct scan *s, uint32_t offset, u
     return spare;
 }
 
-static int fail(struct scan *s, xml_error_condition condition)
+/* Cold: keeping the error paths out of line keeps the scanning loops tight. */
+static __attribute__((cold, noinline)) int fail(struct scan *s, xml_error_condition condition)
 {
     s->t->condition = (uint8_t)condition;
     s->t->phase = PHASE_ERROR;
@@ -233,21 +257,24 @@ static int advance(struct scan *s, const char *p, uint8_t state)
     return SCAN_CONTINUE;
 }
 
-/* Steps over the UTF-8 sequence at *p, or parks its first bytes when the
- * bytes end inside it. */
+/* Steps over the UTF-8 sequences from *p (a byte >= 0x80) to the next
+ * ASCII byte, or parks the first bytes of the last when the bytes end
+ * inside it. */
 static int take_utf8(struct scan *s, const char **p, uint8_t state)
 {
-    size_t avail = (size_t)(s->end - *p);
-    int length = utf8_sequence((const unsigned char *)*p, avail);
-    if (length < 0)
-        return fail(s, XML_ERR_NOT_WELL_FORMED);
-    if (length == 0) {
-        assert(avail < sizeof s->t->utf8_pending + 1);
-        memcpy(s->t->utf8_pending, *p, avail);
-        s->t->utf8_pending_length = (uint8_t)avail;
-        return suspend(s, s->end, state);
-    }
-    *p += length;
+    do {
+        size_t avail = (size_t)(s->end - *p);
+        int length = utf8_sequence((const unsigned char *)*p, avail);
+        if (length < 0)
+            return fail(s, XML_ERR_NOT_WELL_FORMED);
+        if (length == 0) {
+            assert(avail < sizeof s->t->utf8_pending + 1);
+            memcpy(s->t->utf8_pending, *p, avail);
+            s->t->utf8_pending_length = (uint8_t)avail;
+            return suspend(s, s->end, state);
+        }
+        *p += length;
+    } while (*p < s->end && (unsigned char)**p >= 0x80);
     return SCAN_CONTINUE;
 }
 
@@ -356,7 +383,7 @@ static int park(struct scan *s)
         return fail(s, XML_ERR_RESOURCE_CONSTRAINT);
     if (more > 0)
         memcpy(t->assembly + t->assembly_bytes, s->origin, more);
-    t->assembly_bytes = bytes;
+    t->assembly_bytes = s->held = bytes;
     move_index(t, s->x, false);
     return SCAN_SUSPEND;
 }
@@ -364,7 +391,7 @@ static int park(struct scan *s)
 static void begin_element(struct scan *s, const char *less_than)
 {
     xml_tokenizer *t = s->t;
-    assert(!t->in_element && t->assembly_bytes == 0);
+    assert(!t->in_element && t->assembly_bytes == 0 && s->held == 0);
     t->in_element = 1;
     s->origin = less_than;
     t->node_count = t->attribute_count = t->declaration_count = t->element_count = 0;
@@ -390,7 +417,7 @@ static int complete_element(struct scan *s, const char *after, xml_event event)
         bytes = t->assembly;
         t->release_pending = 1;
     }
-    t->assembly_bytes = 0;
+    t->assembly_bytes = s->held = 0;
     t->in_element = 0;
     *s->view = (xml_view){
         .bytes = bytes,
@@ -466,7 +493,7 @@ static int begin_xml_declaration(struct scan *s, const char *p)
 {
     xml_tokenizer *t = s->t;
     t->in_element = 0;
-    t->assembly_bytes = 0;
+    t->assembly_bytes = s->held = 0;
     release_assembly(t);
     t->match = 0;
     t->declaration_bytes = 2;
@@ -633,6 +660,21 @@ static int begin_reference(struct scan *s, const char *p, uint8_t return_state)
     return advance(s, p, ST_REF);
 }
 
+/* Length of a predefined entity reference after its '&' when wholly in
+ * the bytes: the common case, taken without the resumable states. 0 for
+ * anything else, which scan_reference then reads (and judges). */
+static inline size_t quick_reference(const char *p, const char *end)
+{
+    size_t avail = (size_t)(end - p);
+    if (avail >= 4 && memcmp(p, "amp;", 4) == 0)
+        return 4;
+    if (avail >= 3 && (memcmp(p, "lt;", 3) == 0 || memcmp(p, "gt;", 3) == 0))
+        return 3;
+    if (avail >= 5 && (memcmp(p, "quot;", 5) == 0 || memcmp(p, "apos;", 5) == 0))
+        return 5;
+    return 0;
+}
+
 /* Steps over character data up to the next '<' (SCAN_DONE, *p at it). */
 static inline int scan_character_data(struct scan *s, const char **p)
 {
@@ -655,8 +697,12 @@ static inline int scan_character_data(struct scan *s, const char **p)
             return fail(s, XML_ERR_NOT_WELL_FORMED); /* "]]>" in text */
         t->brackets = 0;
         if (c == '&') {
+            size_t quick = quick_reference(*p + 1, s->end);
             t->text_flags |= XML_TEXT_NEEDS_UNESCAPE;
-            return begin_reference(s, *p + 1, ST_TEXT);
+            if (quick == 0)
+                return begin_reference(s, *p + 1, ST_TEXT);
+            *p += 1 + quick;
+            continue;
         }
         if (c >= 0x80) {
             if ((r = take_utf8(s, p, ST_TEXT)) != SCAN_CONTINUE)
@@ -675,15 +721,15 @@ static int scan_text(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     int r;
-        const char *p = s->p;
-        if ((r = scan_character_data(s, &p)) != SCAN_DONE)
-            return r;
-        uint32_t at = offset_of(s, p);
-        if ((r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
-            return r;
-        t->tag_start = at;
-        advance(s, p + 1, ST_LT);
-        return scan_lt(s);
+    const char *p = s->p;
+    if ((r = scan_character_data(s, &p)) != SCAN_DONE)
+        return r;
+    uint32_t at = offset_of(s, p);
+    if ((r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
+        return r;
+    t->tag_start = at;
+    advance(s, p + 1, ST_LT);
+    return scan_lt(s);
 }
 
 static bool is_xml_char(uint32_t c)
@@ -757,53 +803,64 @@ static int scan_reference(struct scan *s)
     return suspend(s, p, ST_REF);
 }
 
-/* Ends the name that began at t->token_start: checks its length and its
- * colon (Namespaces in XML: at most one, neither first nor last). */
-static int end_name(struct scan *s, const char *p, uint16_t *length, uint16_t *prefix_length)
+/* A name with a colon (or over the bound): Namespaces in XML allow at
+ * most one colon, neither first nor last. */
+static int end_prefixed_name(struct scan *s, uint32_t name_length, uint16_t *prefix_length)
 {
-    uint32_t name_length = offset_of(s, p) - s->t->token_start;
     char spare[LIMIT_NAME_BYTES_MAX];
     if (name_length > LIMIT_NAME_BYTES_MAX)
         return fail(s, XML_ERR_POLICY_VIOLATION);
-    *length = (uint16_t)name_length;
-    *prefix_length = 0;
-    if (!(s->t->name_classes & NAME_COLON))
-        return SCAN_CONTINUE;
     const char *name = element_bytes(s, s->t->token_start, name_length, spare);
     uint32_t colons = 0, at = 0;
-    /* Names are short: a plain loop beats a call to memchr. */
     for (uint32_t i = 0; i < name_length; i++) {
         if (name[i] == ':') {
             colons++;
             at = i;
         }
     }
-    if (colons > 1 || (colons == 1 && (at == 0 || at + 1 == name_length)))
+    if (colons != 1 || at == 0 || at + 1 == name_length)
         return fail(s, XML_ERR_NOT_WELL_FORMED);
     *prefix_length = (uint16_t)at;
     return SCAN_CONTINUE;
 }
 
-struct resolved {
-    uint8_t source; /* enum xml_ns_source */
-    uint32_t offset, length;
-};
+/* Ends the name that began at t->token_start, which ends just before p. */
+static inline __attribute__((always_inline)) int end_name(struct scan *s, const char *p,
+                                                          uint16_t *length, uint16_t *prefix_length)
+{
+    uint32_t name_length = offset_of(s, p) - s->t->token_start;
+    *length = (uint16_t)name_length;
+    *prefix_length = 0;
+    if (name_length <= LIMIT_NAME_BYTES_MAX && !(s->t->name_classes & NAME_COLON))
+        return SCAN_CONTINUE;
+    return end_prefixed_name(s, name_length, prefix_length);
+}
+
+/* Records a resolved namespace in a node (written field by field: a
+ * namespace kept in a separate struct and copied over cost a store-forward
+ * stall on every element). */
+static inline void set_namespace(struct xml_index_node *target, uint8_t source, uint32_t offset,
+                                 uint32_t length)
+{
+    target->ns_source = length > 0 || source == XML_NS_XML ? source : XML_NS_NONE;
+    target->ns_offset = offset;
+    target->ns_length = length;
+}
 
 static int resolve_header_prefix(struct scan *s, const char *prefix, uint16_t prefix_length,
-                                 struct resolved *ns)
+                                 struct xml_index_node *target)
 {
     const struct xml_stream_facts *f = &s->t->facts;
     if (prefix_length == 0) {
-        *ns = (struct resolved){f->default_length ? XML_NS_HEADER : XML_NS_NONE,
-                                f->default_offset, f->default_length};
+        set_namespace(target, XML_NS_HEADER, f->default_offset, f->default_length);
         return SCAN_CONTINUE;
     }
     for (size_t k = 0; k < f->prefix_count; k++) {
         if (f->prefixes[k].prefix_length == prefix_length &&
             same_bytes(f->strings + f->prefixes[k].prefix_offset, prefix, prefix_length)) {
             s->t->header_prefixes_used |= (uint8_t)(1u << k);
-            *ns = (struct resolved){XML_NS_HEADER, f->prefixes[k].uri_offset,
-                                    f->prefixes[k].uri_length};
+            set_namespace(target, XML_NS_HEADER, f->prefixes[k].uri_offset,
+                          f->prefixes[k].uri_length);
             return SCAN_CONTINUE;
         }
     }
@@ -813,7 +870,7 @@ static int resolve_header_prefix(struct scan *s, const char *prefix, uint16_t pr
 /* Binds a prefix (empty: the default namespace) through the declarations
  * in scope, innermost first, then the stream header's. */
 static int resolve_prefix(struct scan *s, uint32_t prefix_start, uint16_t prefix_length,
-                          struct resolved *ns)
+                          struct xml_index_node *target)
 {
     char spare[LIMIT_NAME_BYTES_MAX], other_spare[LIMIT_NAME_BYTES_MAX];
     if (prefix_length == 0) {
@@ -821,30 +878,27 @@ static int resolve_prefix(struct scan *s, uint32_t prefix_start, uint16_t prefix
         for (size_t i = s->t->declaration_count; i-- > 0;) {
             const struct xml_index_declaration *d = &s->x->declarations[i];
             if (d->prefix_length == 0) {
-                *ns = (struct resolved){d->uri_length ? XML_NS_ELEMENT : XML_NS_NONE,
-                                        d->uri_start, d->uri_length};
+                set_namespace(target, XML_NS_ELEMENT, d->uri_start, d->uri_length);
                 return SCAN_CONTINUE;
             }
         }
-        return resolve_header_prefix(s, "", 0, ns);
+        return resolve_header_prefix(s, "", 0, target);
     }
     const char *prefix = element_bytes(s, prefix_start, prefix_length, spare);
     if (prefix_length == 3 && memcmp(prefix, "xml", 3) == 0) {
-        *ns = (struct resolved){XML_NS_XML, 0, 0};
+        set_namespace(target, XML_NS_XML, 0, 0);
         return SCAN_CONTINUE;
     }
     for (size_t i = s->t->declaration_count; i-- > 0;) {
         const struct xml_index_declaration *d = &s->x->declarations[i];
         if (d->prefix_length != prefix_length ||
-            (prefix_length > 0 &&
-             !same_bytes(prefix, element_bytes(s, d->prefix_start, prefix_length, other_spare),
-                         prefix_length)))
+            !same_bytes(prefix, element_bytes(s, d->prefix_start, prefix_length, other_spare),
+                        prefix_length))
             continue;
-        *ns = (struct resolved){d->uri_length ? XML_NS_ELEMENT : XML_NS_NONE, d->uri_start,
-                                d->uri_length};
+        set_namespace(target, XML_NS_ELEMENT, d->uri_start, d->uri_length);
         return SCAN_CONTINUE;
     }
-    return resolve_header_prefix(s, prefix, prefix_length, ns);
+    return resolve_header_prefix(s, prefix, prefix_length, target);
 }
 
 /* Rejects a duplicate attribute (same qualified name) and records a
@@ -890,16 +944,16 @@ static int check_attribute(struct scan *s, const struct xml_index_attribute *att
 static int bind_namespaces(struct scan *s, struct xml_index_node *element)
 {
     const struct xml_index_attribute *attributes = &s->x->attributes[element->attribute_first];
-    struct resolved ns;
+    struct xml_index_node attribute_ns; /* attributes' namespaces are checked, not kept */
     int r;
+    if (element->attribute_count == 0)
+        return resolve_prefix(s, element->start + 1, element->prefix_length, element);
     for (size_t i = 0; i < element->attribute_count; i++)
         if ((r = check_attribute(s, attributes, i)) != SCAN_CONTINUE)
             return r;
-    if ((r = resolve_prefix(s, element->start + 1, element->prefix_length, &ns)) != SCAN_CONTINUE)
+    if ((r = resolve_prefix(s, element->start + 1, element->prefix_length, element)) !=
+        SCAN_CONTINUE)
         return r;
-    element->ns_source = ns.source;
-    element->ns_offset = ns.offset;
-    element->ns_length = ns.length;
     for (size_t i = 0; i < element->attribute_count; i++) {
         const struct xml_index_attribute *a = &attributes[i];
         char spare[LIMIT_NAME_BYTES_MAX];
@@ -907,7 +961,8 @@ static int bind_namespaces(struct scan *s, struct xml_index_node *element)
             (a->prefix_length == 5 &&
              memcmp(element_bytes(s, a->name_start, 5, spare), "xmlns", 5) == 0))
             continue;
-        if ((r = resolve_prefix(s, a->name_start, a->prefix_length, &ns)) != SCAN_CONTINUE)
+        if ((r = resolve_prefix(s, a->name_start, a->prefix_length, &attribute_ns)) !=
+            SCAN_CONTINUE)
             return r;
     }
     return SCAN_CONTINUE;
@@ -963,7 +1018,8 @@ static int finish_header(struct scan *s, const char *after, bool empty)
     const struct xml_index_node *header = &s->x->nodes[0];
     static const char streams[] = XML_NS_STREAMS_URI;
     char spare[sizeof streams];
-    uint32_t local_start = header->start + 1u + (header->prefix_length ? header->prefix_length + 1u : 0u);
+    uint32_t local_start =
+        header->start + 1u + (header->prefix_length ? header->prefix_length + 1u : 0u);
     uint32_t local_length = header->name_length - (local_start - header->start - 1u);
     if (local_length != 6 || memcmp(element_bytes(s, local_start, 6, spare), "stream", 6) != 0)
         return fail(s, XML_ERR_INVALID_NAMESPACE);
@@ -1068,8 +1124,12 @@ static inline int scan_value(struct scan *s, const char **p, struct xml_index_at
         if (c == '<')
             return fail(s, XML_ERR_NOT_WELL_FORMED);
         if (c == '&') {
+            size_t quick = quick_reference(*p + 1, s->end);
             attribute->needs_unescape = 1;
-            return begin_reference(s, *p + 1, ST_ATTR_VALUE);
+            if (quick == 0)
+                return begin_reference(s, *p + 1, ST_ATTR_VALUE);
+            *p += 1 + quick;
+            continue;
         }
         if (c >= 0x80) {
             if ((r = take_utf8(s, p, ST_ATTR_VALUE)) != SCAN_CONTINUE)
@@ -1251,8 +1311,18 @@ static int run(struct scan *s)
         case ST_REF:
             r = scan_reference(s);
             break;
-        default:
+        case ST_STAG_NAME:
+        case ST_TAG_SPACE:
+        case ST_ATTR_NAME:
+        case ST_ATTR_EQUALS:
+        case ST_ATTR_QUOTE:
+        case ST_ATTR_VALUE:
+        case ST_EMPTY:
             r = scan_start_tag(s);
+            break;
+        default:
+            assert(!"unknown scanner state");
+            r = fail(s, XML_ERR_NOT_WELL_FORMED);
             break;
         }
         if (r != SCAN_CONTINUE)
@@ -1274,6 +1344,7 @@ xml_event xml_tokenizer_feed(xml_tokenizer *t, xml_scratch *x, const char *data,
         return XML_EVENT_NEED_MORE;
     struct scan s = {.t = t, .x = x, .p = data, .end = data + length, .piece_end = data + length};
     s.origin = data;
+    s.held = t->assembly_bytes;
     s.view = view;
     if (t->in_element) {
         assert(t->assembly != NULL && t->assembly_bytes > 0);

@@ -183,6 +183,30 @@ bool xml_element_attribute(const xml_view *view, xml_node_id element, const char
     return false;
 }
 
+void xml_view_routing(const xml_view *view, xml_routing *routing)
+{
+    const struct xml_index_node *root = element_of(view, 0);
+    const struct xml_index_attribute *a = &view->scratch->attributes[root->attribute_first];
+    *routing = (xml_routing){.has_to = false};
+    for (size_t i = 0; i < root->attribute_count; i++) {
+        const char *name = view->bytes + a[i].name_start;
+        xml_attribute *slot = NULL;
+        bool *has = NULL;
+        if (a[i].name_length == 2 && name[0] == 't' && name[1] == 'o')
+            slot = &routing->to, has = &routing->has_to;
+        else if (a[i].name_length == 2 && name[0] == 'i' && name[1] == 'd')
+            slot = &routing->id, has = &routing->has_id;
+        else if (a[i].name_length == 4 && same_bytes(name, "from", 4))
+            slot = &routing->from, has = &routing->has_from;
+        else if (a[i].name_length == 4 && same_bytes(name, "type", 4))
+            slot = &routing->type, has = &routing->has_type;
+        if (slot != NULL) {
+            fill_attribute(view, &a[i], slot);
+            *has = true;
+        }
+    }
+}
+
 bool xml_attribute_value(const xml_attribute *attribute, char *buffer, size_t capacity,
                          xml_slice *value)
 {

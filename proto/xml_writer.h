@@ -21,9 +21,9 @@
 #include "proto/xml.h"
 
 typedef struct xml_writer {
-    char *buffer;    /* borrowed from the caller for the writer's life */
+    char *buffer; /* borrowed from the caller for the writer's life */
     size_t capacity;
-    size_t length;   /* bytes written */
+    size_t length; /* bytes written */
     bool overflow;
 } xml_writer;
 

@@ -23,7 +23,7 @@
 #include "proto/xml.h"
 
 #define PIECE_BYTES 4096u
-#define RUNS_MAX 32u
+#define RUNS_MAX    32u
 
 /* Sides to run: bit 0 Starling, bit 1 expat. */
 static unsigned sides = 3;
@@ -85,9 +85,22 @@ static struct buffer read_corpus(const char *path)
 /* Everyday traffic: chat messages, presences with caps, roster results. */
 static struct buffer make_chat(void)
 {
-    static const char *const words[] = {"hello", "are", "you", "there", "&amp;", "meeting", "at",
-                                        "noon", "&lt;3", "ok", "\xD0\xBF\xD1\x80\xD0\xB8",
-                                        "see", "you", "soon", "\xF0\x9F\x98\x80", "thanks"};
+    static const char *const words[] = {"hello",
+                                        "are",
+                                        "you",
+                                        "there",
+                                        "&amp;",
+                                        "meeting",
+                                        "at",
+                                        "noon",
+                                        "&lt;3",
+                                        "ok",
+                                        "\xD0\xBF\xD1\x80\xD0\xB8",
+                                        "see",
+                                        "you",
+                                        "soon",
+                                        "\xF0\x9F\x98\x80",
+                                        "thanks"};
     struct buffer body = {0};
     char stanza[2048];
     uint32_t random = 12345;
@@ -145,19 +158,18 @@ struct result {
 
 static void touch(const xml_view *v, struct result *r)
 {
-    static const struct {
-        const char *name;
-        size_t length;
-    } names[] = {{"to", 2}, {"from", 4}, {"type", 4}};
     xml_slice name = xml_element_qname(v, 0); /* expat reports qualified names */
-    r->touched += name.len;
+    xml_routing routing;
     char buffer[1024];
+    r->touched += name.len;
+    xml_view_routing(v, &routing);
+    const xml_attribute *wanted[] = {routing.has_to ? &routing.to : NULL,
+                                     routing.has_from ? &routing.from : NULL,
+                                     routing.has_type ? &routing.type : NULL};
     for (size_t i = 0; i < 3; i++) {
-        xml_attribute a;
         xml_slice value;
         /* Unescaped, as expat hands them over (zero copy when plain). */
-        if (xml_element_attribute(v, 0, names[i].name, names[i].length, &a) &&
-            xml_attribute_value(&a, buffer, sizeof buffer, &value))
+        if (wanted[i] != NULL && xml_attribute_value(wanted[i], buffer, sizeof buffer, &value))
             r->touched += value.len + (value.len ? (unsigned char)value.ptr[0] : 0u);
     }
 }
@@ -175,7 +187,8 @@ static struct result run_starling(const struct buffer *stream, xml_scratch *scra
             xml_event e = xml_tokenizer_feed(&t, scratch, stream->bytes + at + used_total,
                                              length - used_total, &used, &v);
             if (e == XML_EVENT_ERROR) {
-                fprintf(stderr, "starling: %s\n", xml_error_condition_name(xml_tokenizer_error(&t)));
+                fprintf(stderr, "starling: %s\n",
+                        xml_error_condition_name(xml_tokenizer_error(&t)));
                 exit(1);
             }
             if (e == XML_EVENT_STANZA) {
@@ -239,8 +252,8 @@ static int compare_doubles(const void *a, const void *b)
 }
 
 /* Runs one side runs times; returns the median seconds, sets *best. */
-static double measure(const struct buffer *stream, xml_scratch *scratch, bool expat,
-                      unsigned runs, double *best, struct result *r)
+static double measure(const struct buffer *stream, xml_scratch *scratch, bool expat, unsigned runs,
+                      double *best, struct result *r)
 {
     double seconds[RUNS_MAX];
     for (unsigned i = 0; i < runs; i++) {
@@ -292,10 +305,13 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--corpus") == 0)
             corpus = argv[i + 1];
         else if (strcmp(argv[i], "--only") == 0)
-            sides = strcmp(argv[i + 1], "starling") == 0 ? 1 : strcmp(argv[i + 1], "expat") == 0 ? 2 : 0;
+            sides = strcmp(argv[i + 1], "starling") == 0 ? 1
+                    : strcmp(argv[i + 1], "expat") == 0  ? 2
+                                                         : 0;
     }
     if (mib == 0 || runs == 0 || runs > RUNS_MAX || argc % 2 == 0 || sides == 0) {
-        fprintf(stderr, "usage: %s [--mb N] [--runs 1..%u] [--corpus path] [--only starling|expat]\n",
+        fprintf(stderr,
+                "usage: %s [--mb N] [--runs 1..%u] [--corpus path] [--only starling|expat]\n",
                 argv[0], RUNS_MAX);
         return 2;
     }

@@ -27,6 +27,9 @@
 
 #define RX_CONN_CHUNK 256u
 
+/* An idle connection costs this struct and a slot pointer: keep it small. */
+_Static_assert(sizeof(rx_conn) <= 192, "struct rx_conn grew past 192 bytes");
+
 static void conn_assert_owner(const rx_conn *conn)
 {
     RX_ASSERT(conn->reactor == rx_reactor_current());
@@ -530,8 +533,8 @@ static void conn_settle(rx_conn *conn)
 
 static void conn_move_failed(rx_reactor *reactor, rx_conn *conn, const char *why)
 {
-    rx_log(RX_LOG_WARNING, "reactor %u: move of slot %u to reactor %u failed: %s",
-           reactor->index, conn->slot, conn->move_target, why);
+    rx_log(RX_LOG_WARNING, "reactor %u: move of slot %u to reactor %u failed: %s", reactor->index,
+           conn->slot, conn->move_target, why);
     conn->flags &= (uint16_t) ~(CONN_MOVING | CONN_HANDED_OFF);
     conn->reactor = reactor;
     conn_settle(conn);

@@ -56,21 +56,21 @@ static inline uint64_t rx_user_data(enum rx_op op, uint32_t generation, uint32_t
 }
 
 enum rx_conn_flag {
-    CONN_RECV_ARMED = 1u << 0,     /* a multishot recv is in flight */
-    CONN_SENDING = 1u << 1,        /* a send is in flight */
-    CONN_PAUSED = 1u << 2,         /* the app paused receiving */
-    CONN_MOVING = 1u << 3,         /* rx_conn_move in progress */
-    CONN_CLOSE_REQUESTED = 1u << 4,/* close once the queue drains */
-    CONN_RELEASE_QUEUED = 1u << 5, /* on the release list, reason fixed */
-    CONN_RELEASED = 1u << 6,       /* on_close called; tearing down */
+    CONN_RECV_ARMED = 1u << 0,      /* a multishot recv is in flight */
+    CONN_SENDING = 1u << 1,         /* a send is in flight */
+    CONN_PAUSED = 1u << 2,          /* the app paused receiving */
+    CONN_MOVING = 1u << 3,          /* rx_conn_move in progress */
+    CONN_CLOSE_REQUESTED = 1u << 4, /* close once the queue drains */
+    CONN_RELEASE_QUEUED = 1u << 5,  /* on the release list, reason fixed */
+    CONN_RELEASED = 1u << 6,        /* on_close called; tearing down */
     CONN_IN_WRITE_LIST = 1u << 7,
     CONN_IN_SERVICE_LIST = 1u << 8,
     CONN_HANDSHAKE_DONE = 1u << 9,
-    CONN_BACKPRESSURE = 1u << 10,  /* the app was told to stop producing */
+    CONN_BACKPRESSURE = 1u << 10, /* the app was told to stop producing */
     CONN_RECV_CANCELLING = 1u << 11,
     CONN_PEER_EOF = 1u << 12,
     CONN_CLOSE_SUBMITTED = 1u << 13,
-    CONN_HANDED_OFF = 1u << 14,    /* descriptor sent to the target ring */
+    CONN_HANDED_OFF = 1u << 14, /* descriptor sent to the target ring */
 };
 
 /* One run of queued bytes: owned (copied into storage) or a window of a
@@ -189,7 +189,7 @@ struct rx_reactor {
     atomic_bool exited;
     uint64_t dirty_targets[LIMIT_REACTORS_MAX / 64];
     int event_fd;
-    int signal_fd; /* reactor 0 with handle_signals, else -1 */
+    int signal_fd;          /* reactor 0 with handle_signals, else -1 */
     unsigned misc_inflight; /* accepts and polls not tied to a connection */
 
     bool shutting_down;
@@ -237,7 +237,6 @@ struct rx_runtime {
 /* Shared helpers (reactor.c). */
 uint64_t rx_clock_ms(void);
 struct io_uring_sqe *rx_reactor_sqe(rx_reactor *reactor);
-void rx_reactor_thread_set(rx_reactor *reactor);
 void *rx_reactor_main(void *argument);
 void rx_reactor_wake_external(rx_reactor *reactor);
 rx_mailbox *rx_inbox_for(rx_reactor *target, unsigned source_index);

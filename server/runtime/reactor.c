@@ -18,7 +18,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,7 +95,8 @@ void rx_reactor_wake_external(rx_reactor *reactor)
 
 rx_mailbox *rx_inbox_for(rx_reactor *target, unsigned source_index)
 {
-    rx_mailbox *mailbox = atomic_load_explicit(&target->inboxes[source_index], memory_order_acquire);
+    rx_mailbox *mailbox =
+        atomic_load_explicit(&target->inboxes[source_index], memory_order_acquire);
     if (mailbox != NULL) {
         return mailbox;
     }
@@ -284,8 +284,7 @@ static void inboxes_drain(rx_reactor *reactor)
     unsigned sources = runtime->reactor_count + atomic_load(&runtime->producer_count);
     bool more = false;
     for (unsigned source = 0; source < sources; source++) {
-        rx_mailbox *mailbox =
-            atomic_load_explicit(&reactor->inboxes[source], memory_order_acquire);
+        rx_mailbox *mailbox = atomic_load_explicit(&reactor->inboxes[source], memory_order_acquire);
         if (mailbox == NULL) {
             continue;
         }
@@ -541,7 +540,10 @@ static bool shutdown_step(rx_reactor *reactor)
 
 static bool work_pending(const rx_reactor *reactor)
 {
-    return reactor->write_list != NULL || reactor->service_list != NULL ||
+    bool stop_unseen =
+        !reactor->shutting_down &&
+        atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_relaxed);
+    return stop_unseen || reactor->write_list != NULL || reactor->service_list != NULL ||
            reactor->release_list != NULL ||
            atomic_load_explicit(&reactor->wake_pending, memory_order_relaxed) ||
            atomic_load_explicit(&reactor->external_wake_pending, memory_order_relaxed);
@@ -571,8 +573,7 @@ static void wait_for_completions(rx_reactor *reactor)
     }
     if (result < 0 && result != -ETIME && result != -EINTR && result != -EAGAIN &&
         result != -EBUSY) {
-        rx_log(RX_LOG_ERROR, "reactor %u: submit and wait: %s", reactor->index,
-               strerror(-result));
+        rx_log(RX_LOG_ERROR, "reactor %u: submit and wait: %s", reactor->index, strerror(-result));
     }
 }
 

@@ -72,8 +72,8 @@ void rx_assert_failed(const char *condition, const char *file, int line)
 const char *rx_close_reason_name(rx_close_reason reason)
 {
     static const char *const names[] = {
-        "local", "abort", "peer", "error", "handshake-timeout", "idle-timeout",
-        "write-timeout", "send-overflow", "shutdown",
+        "local",        "abort",         "peer",          "error",    "handshake-timeout",
+        "idle-timeout", "write-timeout", "send-overflow", "shutdown",
     };
     if ((unsigned)reason >= sizeof names / sizeof names[0]) {
         return "unknown";
@@ -118,7 +118,8 @@ static bool options_valid(const rx_options *options)
     if (options->recv_buffer_bytes == 0 || !power_of_two(options->mailbox_messages)) {
         return false;
     }
-    if (options->send_queue_bytes == 0 || options->send_queue_bytes_hard < options->send_queue_bytes ||
+    if (options->send_queue_bytes == 0 ||
+        options->send_queue_bytes_hard < options->send_queue_bytes ||
         options->send_queue_bytes_hard > UINT32_MAX / 2) {
         return false;
     }
@@ -288,8 +289,8 @@ rx_status rx_runtime_add_listener(rx_runtime *runtime, const char *address, uint
                                   const rx_listener_ops *ops, void *context,
                                   rx_listener **listener_out)
 {
-    if (runtime->started || runtime->listener_count >= LIMIT_LISTENERS_PER_REACTOR ||
-        ops == NULL || ops->on_open == NULL || ops->on_data == NULL || ops->on_close == NULL) {
+    if (runtime->started || runtime->listener_count >= LIMIT_LISTENERS_PER_REACTOR || ops == NULL ||
+        ops->on_open == NULL || ops->on_data == NULL || ops->on_close == NULL) {
         return RX_ERR_INVALID;
     }
     struct sockaddr_storage storage;
@@ -513,7 +514,8 @@ rx_status rx_runtime_stats(const rx_runtime *runtime, unsigned reactor_index,
         return RX_ERR_INVALID;
     }
     const rx_stats_atomic *source = &runtime->reactors[reactor_index].stats;
-#define RX_STAT_COPY(field) stats->field = atomic_load_explicit(&source->field, memory_order_relaxed)
+#define RX_STAT_COPY(field)                                                                        \
+    stats->field = atomic_load_explicit(&source->field, memory_order_relaxed)
     RX_STAT_COPY(accepted);
     RX_STAT_COPY(accept_refused);
     RX_STAT_COPY(open_connections);

@@ -85,7 +85,9 @@ void rx_log(rx_log_level level, const char *format, ...) __attribute__((format(p
 
 /* ------------------------------------------------------------------ options */
 
-/* Every field defaults (rx_options_init) to its proto/limits.h value. */
+/* rx_options_init fills every field with its proto/limits.h default; the
+ * caller overrides what the operator configured. A timeout of 0 disables
+ * that timeout. */
 typedef struct rx_options {
     unsigned reactors;                /* 0 = one per online core */
     unsigned connections_per_reactor; /* capped at RLIMIT_NOFILE */
@@ -151,9 +153,13 @@ rx_status rx_runtime_add_listener(rx_runtime *runtime, const char *address, uint
                                   rx_listener **listener);
 uint16_t rx_listener_port(const rx_listener *listener);
 
-/* Starts the reactor threads (and, with handle_signals, blocks SIGTERM and
- * SIGINT in the calling thread, which new threads inherit, and reads them
- * through a signalfd on reactor 0). Returns once every ring is set up. */
+/* Starts the reactor threads and returns once every ring is set up (or
+ * RX_ERR_SYSTEM, logged, when one could not be). With handle_signals it
+ * first blocks SIGTERM and SIGINT in the calling thread (threads created
+ * afterwards inherit the mask; create other threads after this call) and
+ * reactor 0 reads them through a signalfd: a process-directed signal
+ * (kill, systemd, Kubernetes) starts a graceful shutdown. The mask stays
+ * blocked after the runtime ends. */
 rx_status rx_runtime_start(rx_runtime *runtime);
 /* Starts a graceful shutdown; any thread, any number of times. */
 void rx_runtime_stop(rx_runtime *runtime);
@@ -200,10 +206,11 @@ uint64_t rx_now_ms(void);
 
 /* Queue a copy of bytes (borrowed) for sending. Small sends coalesce into the
  * tail segment. Output is flushed once per loop iteration. Returns RX_OK,
- * RX_ERR_CLOSED (closing: nothing queued) or RX_ERR_FULL (the hard cap would
- * be passed: nothing queued and the connection is aborted with
- * RX_CLOSE_SEND_OVERFLOW). */
-rx_status rx_conn_send(rx_conn *conn, const void *bytes, size_t len) __attribute__((warn_unused_result));
+ * RX_ERR_CLOSED (closing: nothing queued), RX_ERR_NOMEM, or RX_ERR_FULL (the
+ * hard cap would be passed: nothing queued and the connection is aborted
+ * with RX_CLOSE_SEND_OVERFLOW). */
+rx_status rx_conn_send(rx_conn *conn, const void *bytes, size_t len)
+    __attribute__((warn_unused_result));
 /* Queue len bytes of shared at offset, without copying. The queue takes its
  * own reference (shared stays owned by the caller). Same returns as above. */
 rx_status rx_conn_send_shared(rx_conn *conn, rx_shared_buf *shared, size_t offset, size_t len)
@@ -224,13 +231,15 @@ void rx_conn_resume_recv(rx_conn *conn);
 /* Stops the handshake timer (from then on only idle and write timeouts). */
 void rx_conn_handshake_done(rx_conn *conn);
 
-/* Moves conn (descriptor, send queue, timers, user data, ops) to another
- * reactor. The handle stays the same pointer. Until on_moved runs on the
- * target, bytes that had already arrived are still delivered here, in order,
- * and sends are queued (not written). App timers are the app's: cancel them
- * before moving and arm them again in on_moved. Returns RX_ERR_INVALID (same
- * reactor, bad index, already moving), RX_ERR_CLOSED or RX_ERR_STATE
- * (shutting down). */
+/* Moves conn (descriptor, send queue, deadlines, user data, ops) to another
+ * reactor; the handle stays the same pointer. Until the descriptor leaves,
+ * bytes that had already arrived are still delivered here through on_data,
+ * in order, and sends are queued (written by the target). Between this call
+ * and on_moved, touch conn only from its own callbacks: once the descriptor
+ * is handed over it belongs to the target thread. App timers are the app's:
+ * cancel them before moving and arm them again in on_moved. Returns
+ * RX_ERR_INVALID (same reactor, bad index, already moving), RX_ERR_CLOSED or
+ * RX_ERR_STATE (shutting down). */
 rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index);
 
 void rx_conn_set_userdata(rx_conn *conn, void *userdata); /* borrowed */
@@ -303,7 +312,7 @@ rx_status rx_post(unsigned target_index, const rx_message *message)
  * time. Create after rx_runtime_create (up to options.producers_max);
  * returns a handle owned by the runtime, or NULL. */
 rx_producer *rx_producer_create(rx_runtime *runtime);
-rx_status rx_producer_post(rx_producer *producer, unsigned target_index,
-                           const rx_message *message) __attribute__((warn_unused_result));
+rx_status rx_producer_post(rx_producer *producer, unsigned target_index, const rx_message *message)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -56,6 +56,11 @@ static uint64_t visit(const xml_view *v, xml_event e)
         return hash;
     hash = walk(v, xml_view_root(v), buffer, sizeof buffer, hash);
     if (e == XML_EVENT_STANZA) {
+        xml_routing routing;
+        xml_view_routing(v, &routing);
+        hash = mix(hash, &routing.has_to, 1);
+        if (routing.has_from)
+            hash = mix(hash, routing.from.raw_value.ptr, routing.from.raw_value.len);
         size_t count = xml_stamp_from(v, "a@b/c", 5, attribute, sizeof attribute, slices);
         for (size_t i = 0; i < count; i++)
             hash = mix(hash, slices[i].ptr, slices[i].len);
@@ -84,8 +89,8 @@ static struct summary feed(xml_scratch *scratch, const uint8_t *data, size_t siz
         for (size_t used_total = 0; used_total < n;) {
             size_t used;
             xml_view v;
-            xml_event e = xml_tokenizer_feed(&t, scratch, piece + used_total, n - used_total,
-                                             &used, &v);
+            xml_event e =
+                xml_tokenizer_feed(&t, scratch, piece + used_total, n - used_total, &used, &v);
             if (e == XML_EVENT_ERROR) {
                 s.error = xml_tokenizer_error(&t);
                 break;

@@ -55,8 +55,19 @@ class Starling:
             self.proc.wait()
             raise
 
+    def check_clean_exit(self, status):
+        """A stopped server must exit 0 with no sanitizer report in its log."""
+        log = self.read_log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError(f"starling log holds '{marker}':\n{log[-4000:]}")
+        if status != 0:
+            raise AssertionError(f"starling exited with {status}:\n{log[-4000:]}")
+
     def __exit__(self, *exc):
         try:
-            self.stop()
+            status = self.stop()
+            if exc[0] is None:
+                self.check_clean_exit(status)
         finally:
             self.log.close()

@@ -112,6 +112,12 @@ class StreamTests(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.__exit__(None, None, None)
 
+    def test_zz_server_exits_cleanly(self):
+        """Runs last in this class: everything above left the server healthy."""
+        stream = self.connect()
+        stream.open()
+        self.assertIsNone(self.server.proc.poll(), "the server died during the tests")
+
     def connect(self):
         stream = ClientStream(self.server.port)
         self.addCleanup(stream.close)
@@ -278,8 +284,9 @@ class ShutdownTests(unittest.TestCase):
                 self.assertEqual(stream.stream_error(), "system-shutdown")
                 self.assertTrue(stream.stream_closed)
                 stream.close()
-            self.assertEqual(server.proc.wait(timeout=10), 0)
+            status = server.proc.wait(timeout=10)
             self.assertLess(time.monotonic() - started, 2.0 + 1.0)
+            server.check_clean_exit(status)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+/*
+ * bench_cli.c: shared command-line parsing for the bench tools. getopt_long
+ * stays the parser; this file only makes its failures, and every value it
+ * hands over, into a single clear line and a usage exit status.
+ */
+#include "bench/src/bench_cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_parse_unsigned(const char *command, const char *option, const char *text, uint64_t minimum,
+                        uint64_t maximum, uint64_t *value)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long parsed = strtoull(text, &end, 10);
+    bool valid = errno == 0 && end != text && *end == '\0' && text[0] != '-' && text[0] != '+' &&
+                 parsed >= minimum && parsed <= maximum;
+    if (!valid) {
+        fprintf(stderr, "%s: --%s wants a whole number from %" PRIu64 " to %" PRIu64 ", not '%s'\n",
+                command, option, minimum, maximum, text);
+        return false;
+    }
+    *value = (uint64_t)parsed;
+    return true;
+}
+
+void cli_report_getopt_error(const char *command, int choice, char **argv)
+{
+    /* getopt_long has already moved optind past a long option it refused;
+     * a refused short option is named by optopt instead. */
+    const char *element = optind > 0 ? argv[optind - 1] : "";
+    char short_option[3] = {'-', (char)optopt, '\0'};
+    if (strncmp(element, "--", 2) != 0 && optopt != 0)
+        element = short_option;
+    if (choice == ':') {
+        fprintf(stderr, "%s: option '%s' needs a value (see %s --help)\n", command, element,
+                command);
+        return;
+    }
+    fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", command, element, command);
+}
+
+void cli_report_unexpected_argument(const char *command, const char *argument)
+{
+    fprintf(stderr, "%s: unexpected argument '%s' (see %s --help)\n", command, argument, command);
+}

@@ -1,0 +1,14 @@
+/*
+ * bench_commands.h: the subcommands of starling-bench. Each takes the
+ * arguments after its own name (argv[0] is the subcommand's name), parses
+ * them with the bench_cli.h conventions, and returns the process exit
+ * status: CLI_EXIT_OK, CLI_EXIT_FAILED or CLI_EXIT_USAGE.
+ */
+#ifndef STARLING_BENCH_COMMANDS_H
+#define STARLING_BENCH_COMMANDS_H
+
+/* idle: open many connections (optionally XMPP streams), hold them, report
+ * the accept rate and the server's memory per connection. */
+int bench_idle_main(int argc, char **argv);
+
+#endif

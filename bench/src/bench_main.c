@@ -1,0 +1,57 @@
+/*
+ * bench_main.c: starling-bench, the bundled load generator. The first
+ * argument names a scenario (a subcommand); everything after it belongs to
+ * that scenario, which has its own --help. Scenarios grow here one table
+ * row at a time (login, chat and presence come with later issues).
+ */
+#include "bench/src/bench_cli.h"
+#include "bench/src/bench_commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct bench_command {
+    const char *name;
+    const char *summary;
+    int (*main)(int argc, char **argv);
+} bench_command;
+
+static const bench_command commands[] = {
+    {"idle",
+     "open N connections (XMPP streams or raw TCP), hold them idle, report "
+     "connects/s and server memory per connection",
+     bench_idle_main},
+};
+
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: starling-bench COMMAND [options]   (starling-bench COMMAND --help)\n"
+                 "\ncommands:\n");
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n  --help     this text\n  --version  print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "starling-bench: missing COMMAND (see starling-bench --help)\n");
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("starling-bench %s\n", STARLING_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].main(argc - 1, argv + 1);
+    fprintf(stderr, "starling-bench: unknown command '%s' (see starling-bench --help)\n", name);
+    return CLI_EXIT_USAGE;
+}
