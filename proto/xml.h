@@ -32,7 +32,7 @@
  * xml_scratch that one thread shares between all its tokenizers; the index
  * of an element still in progress at the end of a feed is parked in the
  * assembly buffer beside its bytes. An idle tokenizer (between stanzas)
- * therefore owns no heap memory, only sizeof(xml_tokenizer) (288 bytes on
+ * therefore owns no heap memory, only sizeof(xml_tokenizer) (296 bytes on
  * x86-64, including the copied stream header facts).
  *
  * Profile (RFC 6120 section 11.1 and XML 1.0 / Namespaces in XML 1.0):
@@ -119,6 +119,7 @@ struct xml_stream_facts {
  */
 typedef struct xml_tokenizer {
     char *assembly;             /* owned; NULL unless an element spans feeds */
+    uint64_t attribute_names;   /* Bloom filter of the start tag's attribute names */
     uint32_t assembly_bytes;    /* bytes of the element in progress held there */
     uint32_t assembly_capacity; /* bytes allocated */
     uint32_t element_limit;     /* bytes the element in progress may take */
@@ -128,12 +129,15 @@ typedef struct xml_tokenizer {
     uint32_t reference_value;   /* character reference value being accumulated */
     uint32_t declaration_bytes; /* bytes of the XML declaration seen */
     uint16_t node_count, attribute_count, declaration_count, element_count;
-    uint16_t current; /* open element being filled */
+    uint16_t current;  /* open element being filled */
+    uint16_t previous; /* its last child so far, or XML_NODE_NONE */
+    uint16_t default_declaration; /* 1 + the index of the start tag's xmlns attribute, or 0 */
     uint8_t phase, state, return_state, condition;
     uint8_t depth, quote, match, brackets;
     uint8_t reference_kind, reference_length, text_flags, header_prefixes_used;
     uint8_t in_element, release_pending, at_stream_start, utf8_pending_length;
-    uint8_t name_classes; /* character classes seen in the name in progress */
+    uint8_t name_classes;    /* character classes seen in the name in progress */
+    uint8_t attribute_check; /* the start tag's attributes need the full check */
     char reference_name[4];
     unsigned char utf8_pending[3];
     struct xml_stream_facts facts;

@@ -22,6 +22,7 @@ enum xml_ns_source {
     XML_NS_ELEMENT,  /* ns_offset/ns_length index the element's bytes */
     XML_NS_HEADER,   /* they index the tokenizer's stream facts */
     XML_NS_XML,      /* the predefined xml prefix */
+    XML_NS_DEFAULT,  /* unprefixed, bound by no check: resolved when asked */
 };
 
 enum xml_text_flag {
@@ -34,7 +35,7 @@ struct xml_index_node {
     uint32_t end;           /* just after the element or the text */
     uint32_t start_tag_end; /* element: just after the start tag's '>' */
     uint32_t ns_offset, ns_length;
-    uint16_t parent, first_child, last_child, next_sibling;
+    uint16_t parent, first_child, next_sibling;
     uint16_t attribute_first;
     uint16_t name_length;   /* qualified name, starting at start + 1 */
     uint16_t prefix_length; /* 0 when unprefixed; the colon follows it */

@@ -74,7 +74,8 @@ struct scan {
     const char *end;       /* last byte the element in progress may take, plus one */
     const char *piece_end; /* end of the fed piece */
     const char *origin;    /* the piece's byte at element offset held */
-    uint32_t held;         /* t->assembly_bytes, kept at hand for offset_of */
+    uint32_t held;         /* t->assembly_bytes, kept at hand for element_bytes */
+    uintptr_t base;        /* origin - held as an address: offset_of is one subtraction */
     xml_view *view;
     xml_event event;
 };
@@ -215,7 +216,14 @@ static inline bool same_bytes(const char *a, const char *b, size_t length)
 
 static inline uint32_t offset_of(const struct scan *s, const char *p)
 {
-    return s->held + (uint32_t)(p - s->origin);
+    return (uint32_t)((uintptr_t)p - s->base);
+}
+
+/* Called whenever origin or held change. Unsigned arithmetic: base itself
+ * may lie before the piece. */
+static inline void rebase(struct scan *s)
+{
+    s->base = (uintptr_t)s->origin - s->held;
 }
 
 /* The element's bytes [offset, offset + length): in the assembly buffer, in
@@ -257,25 +265,36 @@ static int advance(struct scan *s, const char *p, uint8_t state)
     return SCAN_CONTINUE;
 }
 
-/* Steps over the UTF-8 sequences from *p (a byte >= 0x80) to the next
- * ASCII byte, or parks the first bytes of the last when the bytes end
- * inside it. */
-static int take_utf8(struct scan *s, const char **p, uint8_t state)
+/* Steps over the UTF-8 sequences from p (a byte >= 0x80) to the next
+ * ASCII byte and returns where it stopped; or parks the first bytes of the
+ * last sequence when the bytes end inside it, or fails, and returns NULL
+ * (utf8_stop tells which). A returned position rather than a pointer to
+ * the caller's lets the inlined scanners keep theirs in a register. */
+static const char *take_utf8(struct scan *s, const char *p, uint8_t state)
 {
     do {
-        size_t avail = (size_t)(s->end - *p);
-        int length = utf8_sequence((const unsigned char *)*p, avail);
-        if (length < 0)
-            return fail(s, XML_ERR_NOT_WELL_FORMED);
+        size_t avail = (size_t)(s->end - p);
+        int length = utf8_sequence((const unsigned char *)p, avail);
+        if (length < 0) {
+            fail(s, XML_ERR_NOT_WELL_FORMED);
+            return NULL;
+        }
         if (length == 0) {
             assert(avail < sizeof s->t->utf8_pending + 1);
-            memcpy(s->t->utf8_pending, *p, avail);
+            memcpy(s->t->utf8_pending, p, avail);
             s->t->utf8_pending_length = (uint8_t)avail;
-            return suspend(s, s->end, state);
+            suspend(s, s->end, state);
+            return NULL;
         }
-        *p += length;
-    } while (*p < s->end && (unsigned char)**p >= 0x80);
-    return SCAN_CONTINUE;
+        p += length;
+    } while (p < s->end && (unsigned char)*p >= 0x80);
+    return p;
+}
+
+/* What take_utf8 (or a scanner built on it) did when it returned NULL. */
+static int utf8_stop(const struct scan *s)
+{
+    return s->t->phase == PHASE_ERROR ? SCAN_ERROR : SCAN_SUSPEND;
 }
 
 /* Completes a UTF-8 sequence parked by take_utf8 with the new bytes. */
@@ -384,6 +403,7 @@ static int park(struct scan *s)
     if (more > 0)
         memcpy(t->assembly + t->assembly_bytes, s->origin, more);
     t->assembly_bytes = s->held = bytes;
+    rebase(s);
     move_index(t, s->x, false);
     return SCAN_SUSPEND;
 }
@@ -394,9 +414,10 @@ static void begin_element(struct scan *s, const char *less_than)
     assert(!t->in_element && t->assembly_bytes == 0 && s->held == 0);
     t->in_element = 1;
     s->origin = less_than;
+    rebase(s);
     t->node_count = t->attribute_count = t->declaration_count = t->element_count = 0;
     t->depth = 0;
-    t->current = XML_NODE_NONE;
+    t->current = t->previous = XML_NODE_NONE;
     t->header_prefixes_used = 0;
     t->tag_start = 0;
     t->element_limit =
@@ -418,6 +439,7 @@ static int complete_element(struct scan *s, const char *after, xml_event event)
         t->release_pending = 1;
     }
     t->assembly_bytes = s->held = 0;
+    rebase(s);
     t->in_element = 0;
     *s->view = (xml_view){
         .bytes = bytes,
@@ -433,6 +455,8 @@ static int complete_element(struct scan *s, const char *after, xml_event event)
     return SCAN_EVENT;
 }
 
+/* Links node n as the open element's next child. t->previous, the last
+ * child so far, spares keeping (and reading) a last child in every node. */
 static bool add_node(struct scan *s, uint8_t kind, uint32_t start, uint16_t *id)
 {
     xml_tokenizer *t = s->t;
@@ -444,18 +468,15 @@ static bool add_node(struct scan *s, uint8_t kind, uint32_t start, uint16_t *id)
         .kind = kind,
         .parent = t->current,
         .first_child = XML_NODE_NONE,
-        .last_child = XML_NODE_NONE,
         .next_sibling = XML_NODE_NONE,
         .attribute_first = t->attribute_count,
     };
-    if (t->current != XML_NODE_NONE) {
-        struct xml_index_node *parent = &s->x->nodes[t->current];
-        if (parent->last_child == XML_NODE_NONE)
-            parent->first_child = n;
-        else
-            s->x->nodes[parent->last_child].next_sibling = n;
-        parent->last_child = n;
-    }
+    if (t->previous != XML_NODE_NONE)
+        s->x->nodes[t->previous].next_sibling = n;
+    else if (t->current != XML_NODE_NONE)
+        s->x->nodes[t->current].first_child = n;
+    /* An element opens: it has no child yet. */
+    t->previous = kind == XML_NODE_TEXT ? n : XML_NODE_NONE;
     *id = n;
     return true;
 }
@@ -494,6 +515,7 @@ static int begin_xml_declaration(struct scan *s, const char *p)
     xml_tokenizer *t = s->t;
     t->in_element = 0;
     t->assembly_bytes = s->held = 0;
+    rebase(s);
     release_assembly(t);
     t->match = 0;
     t->declaration_bytes = 2;
@@ -514,11 +536,33 @@ static int open_element(struct scan *s, const char *name)
     t->current = id;
     t->token_start = offset_of(s, name);
     t->name_classes = 0;
+    t->attribute_names = 0;
+    t->attribute_check = t->default_declaration = 0;
     return advance(s, name, ST_STAG_NAME);
 }
 
 static int scan_start_tag(struct scan *s);
 static int scan_end_tag(struct scan *s);
+static int close_element(struct scan *s, const char *after);
+
+/* The common end tag, "</name>" naming the open element with no space and
+ * wholly in the bytes, is matched against that name directly. Returns the
+ * byte after its '>', or NULL to leave it to scan_end_tag. */
+static inline const char *matching_end_tag(const struct scan *s, const char *name)
+{
+    const struct xml_index_node *open = &s->x->nodes[s->t->current];
+    uint32_t length = open->name_length, at = open->start + 1u;
+    const char *open_name;
+    if (s->end - name <= (ptrdiff_t)length || name[length] != '>')
+        return NULL;
+    if (at >= s->held)
+        open_name = s->origin + (at - s->held);
+    else if (at + length <= s->held)
+        open_name = s->t->assembly + at;
+    else
+        return NULL;
+    return same_bytes(name, open_name, length) ? name + length + 1 : NULL;
+}
 
 /* After '<'. The tag scanners are called directly rather than through
  * run()'s dispatch: this is the hottest transition. */
@@ -534,6 +578,9 @@ static int scan_lt(struct scan *s)
     if (c == '/') {
         if (t->depth == 0 && t->phase != PHASE_STREAM)
             return fail(s, XML_ERR_NOT_WELL_FORMED);
+        const char *after = t->depth > 0 ? matching_end_tag(s, p + 1) : NULL;
+        if (after != NULL)
+            return close_element(s, after);
         t->token_start = offset_of(s, p + 1);
         t->name_classes = 0;
         advance(s, p + 1, ST_ETAG_NAME);
@@ -634,8 +681,8 @@ static int scan_cdata(struct scan *s)
             break;
         t->brackets = 0;
         if (c >= 0x80) {
-            if ((r = take_utf8(s, &p, ST_CDATA)) != SCAN_CONTINUE)
-                return r;
+            if ((p = take_utf8(s, p, ST_CDATA)) == NULL)
+                return utf8_stop(s);
             continue;
         }
         if (c < 0x20 && !is_space(c))
@@ -679,7 +726,6 @@ static inline size_t quick_reference(const char *p, const char *end)
 static inline int scan_character_data(struct scan *s, const char **p)
 {
     xml_tokenizer *t = s->t;
-    int r;
     for (;;) {
         if (t->brackets == 0)
             *p = skip_plain(*p, s->end, text_plain, '<', '&', ']', ']');
@@ -705,8 +751,8 @@ static inline int scan_character_data(struct scan *s, const char **p)
             continue;
         }
         if (c >= 0x80) {
-            if ((r = take_utf8(s, p, ST_TEXT)) != SCAN_CONTINUE)
-                return r;
+            if ((*p = take_utf8(s, *p, ST_TEXT)) == NULL)
+                return utf8_stop(s);
             continue;
         }
         if (c < 0x20 && !is_space(c))
@@ -721,15 +767,18 @@ static int scan_text(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     int r;
-    const char *p = s->p;
-    if ((r = scan_character_data(s, &p)) != SCAN_DONE)
-        return r;
-    uint32_t at = offset_of(s, p);
-    if ((r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
-        return r;
-    t->tag_start = at;
-    advance(s, p + 1, ST_LT);
-    return scan_lt(s);
+    do {
+        const char *p = s->p;
+        if ((r = scan_character_data(s, &p)) != SCAN_DONE)
+            return r;
+        uint32_t at = offset_of(s, p);
+        if ((r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
+            return r;
+        t->tag_start = at;
+        advance(s, p + 1, ST_LT);
+        r = scan_lt(s);
+    } while (r == SCAN_CONTINUE && t->state == ST_TEXT);
+    return r;
 }
 
 static bool is_xml_char(uint32_t c)
@@ -1048,6 +1097,7 @@ static int close_element(struct scan *s, const char *after)
            s->x->declarations[t->declaration_count - 1].depth >= t->depth)
         t->declaration_count--;
     t->depth--;
+    t->previous = t->current;
     t->current = element->parent;
     if (t->depth == 0)
         return complete_element(s, after, XML_EVENT_STANZA);
@@ -1057,14 +1107,38 @@ static int close_element(struct scan *s, const char *after)
     return advance(s, after, ST_TEXT);
 }
 
+/* Records the start tag's xmlns attribute (known to be its only
+ * declaration) as bind_namespaces would; false when too many are in scope. */
+static bool declare_default(struct scan *s)
+{
+    xml_tokenizer *t = s->t;
+    const struct xml_index_attribute *a = &s->x->attributes[t->default_declaration - 1];
+    if (t->facts.prefix_count + t->declaration_count >= LIMIT_NAMESPACE_DECLS_MAX)
+        return false;
+    s->x->declarations[t->declaration_count++] = (struct xml_index_declaration){
+        .uri_start = a->value_start,
+        .uri_length = a->value_end - a->value_start,
+        .depth = t->depth,
+    };
+    return true;
+}
+
 static int finish_start_tag(struct scan *s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
     element->start_tag_end = offset_of(s, after);
-    int r = bind_namespaces(s, element);
-    if (r != SCAN_CONTINUE)
-        return r;
+    /* Most start tags bind nothing: an unprefixed name whose namespace the
+     * view resolves when asked, and attributes needing no check. */
+    if (t->attribute_check || element->prefix_length > 0 || t->phase == PHASE_START) {
+        int r = bind_namespaces(s, element);
+        if (r != SCAN_CONTINUE)
+            return r;
+    } else {
+        element->ns_source = XML_NS_DEFAULT;
+        if (t->default_declaration && !declare_default(s))
+            return fail(s, XML_ERR_POLICY_VIOLATION);
+    }
     if (t->phase == PHASE_START)
         return finish_header(s, after, empty);
     if (empty)
@@ -1092,31 +1166,62 @@ static int add_attribute(struct scan *s, const char *name)
     return SCAN_CONTINUE;
 }
 
-/* Steps over name characters up to the first other byte (SCAN_DONE). */
-static inline int scan_name(struct scan *s, const char **p, uint8_t state)
+/*
+ * Notes what bind_namespaces will have to do for the attribute whose name
+ * ends just before p, so that a start tag without declarations, prefixed
+ * attributes (other than xml:) or possibly equal names can skip it. A name
+ * cut by the end of a piece is not looked at: it just asks for the check.
+ */
+static inline void note_attribute_name(struct scan *s, const char *p,
+                                       const struct xml_index_attribute *a)
+{
+    xml_tokenizer *t = s->t;
+    const char *name = p - a->name_length;
+    if (a->name_start < s->held) {
+        t->attribute_check = 1;
+        return;
+    }
+    bool xml_prefix = a->prefix_length == 3 && name[0] == 'x' && name[1] == 'm' && name[2] == 'l';
+    if (a->prefix_length > 0 && !xml_prefix)
+        t->attribute_check = 1;
+    else if (a->name_length == 5 && same_bytes(name, "xmlns", 5))
+        t->default_declaration = t->attribute_count; /* one past its index */
+    /* A Bloom filter of the names: equal names set the same bit. */
+    unsigned hash = ((unsigned char)name[0] + (unsigned char)p[-1] + 2u * a->name_length) & 63u;
+    uint64_t bit = (uint64_t)1 << hash;
+    t->attribute_check |= (t->attribute_names & bit) != 0;
+    t->attribute_names |= bit;
+}
+
+/* Steps over name characters up to the first other byte and returns it;
+ * NULL when suspended or failed (utf8_stop tells which). Always inlined,
+ * and returning the position, so that callers keep theirs in a register. */
+static inline __attribute__((always_inline)) const char *scan_name(struct scan *s, const char *p,
+                                                                   const char *end, uint8_t state)
 {
     for (;;) {
-        *p = skip_name(*p, s->end, &s->t->name_classes);
-        if (*p == s->end)
-            return suspend(s, *p, state);
-        if ((unsigned char)**p < 0x80)
-            return SCAN_DONE;
-        int r = take_utf8(s, p, state);
-        if (r != SCAN_CONTINUE)
-            return r;
+        p = skip_name(p, end, &s->t->name_classes);
+        if (p == end) {
+            suspend(s, p, state);
+            return NULL;
+        }
+        if ((unsigned char)*p < 0x80)
+            return p;
+        if ((p = take_utf8(s, p, state)) == NULL)
+            return NULL;
     }
 }
 
 /* Steps over an attribute value and its closing quote (SCAN_DONE). */
-static inline int scan_value(struct scan *s, const char **p, struct xml_index_attribute *attribute)
+static inline int scan_value(struct scan *s, const char **p, const char *end, unsigned char quote,
+                             struct xml_index_attribute *attribute)
 {
-    int r;
     for (;;) {
-        *p = skip_plain(*p, s->end, value_plain, '<', '&', '\'', '"');
-        if (*p == s->end)
+        *p = skip_plain(*p, end, value_plain, '<', '&', '\'', '"');
+        if (__builtin_expect(*p == end, 0))
             return suspend(s, *p, ST_ATTR_VALUE);
         unsigned char c = (unsigned char)**p;
-        if (c == s->t->quote) {
+        if (__builtin_expect(c == quote, 1)) {
             attribute->value_end = offset_of(s, *p);
             ++*p;
             return SCAN_DONE;
@@ -1124,7 +1229,7 @@ static inline int scan_value(struct scan *s, const char **p, struct xml_index_at
         if (c == '<')
             return fail(s, XML_ERR_NOT_WELL_FORMED);
         if (c == '&') {
-            size_t quick = quick_reference(*p + 1, s->end);
+            size_t quick = quick_reference(*p + 1, end);
             attribute->needs_unescape = 1;
             if (quick == 0)
                 return begin_reference(s, *p + 1, ST_ATTR_VALUE);
@@ -1132,8 +1237,8 @@ static inline int scan_value(struct scan *s, const char **p, struct xml_index_at
             continue;
         }
         if (c >= 0x80) {
-            if ((r = take_utf8(s, p, ST_ATTR_VALUE)) != SCAN_CONTINUE)
-                return r;
+            if ((*p = take_utf8(s, *p, ST_ATTR_VALUE)) == NULL)
+                return utf8_stop(s);
             continue;
         }
         if (c < 0x20 && !is_space(c))
@@ -1150,7 +1255,8 @@ static inline const char *skip_space(const char *p, const char *end)
 }
 
 /* A start tag from its name to its '>'. The labels follow the grammar;
- * the switch resumes at the one the state names. */
+ * the switch resumes at the one the state names. end is kept in a local:
+ * the byte-sized stores into the tokenizer could alias s->end. */
 static int scan_start_tag(struct scan *s)
 {
     xml_tokenizer *t = s->t;
@@ -1158,7 +1264,7 @@ static int scan_start_tag(struct scan *s)
     /* The attribute being read, when the state is inside one. */
     struct xml_index_attribute *attribute =
         t->attribute_count > 0 ? &s->x->attributes[t->attribute_count - 1] : NULL;
-    const char *p = s->p;
+    const char *p = s->p, *const end = s->end;
     int r;
     switch (t->state) {
     case ST_STAG_NAME:
@@ -1178,13 +1284,13 @@ static int scan_start_tag(struct scan *s)
         goto empty;
     }
 element_name:
-    if ((r = scan_name(s, &p, ST_STAG_NAME)) != SCAN_DONE)
-        return r;
+    if ((p = scan_name(s, p, end, ST_STAG_NAME)) == NULL)
+        return utf8_stop(s);
     if ((r = end_name(s, p, &element->name_length, &element->prefix_length)) != SCAN_CONTINUE)
         return r;
     t->space_start = offset_of(s, p);
 space:
-    if ((p = skip_space(p, s->end)) == s->end)
+    if ((p = skip_space(p, end)) == end)
         return suspend(s, p, ST_TAG_SPACE);
     if (*p == '>')
         return finish_start_tag(s, p + 1, false);
@@ -1199,18 +1305,20 @@ space:
         return r;
     attribute = &s->x->attributes[t->attribute_count - 1];
 attribute_name:
-    if ((r = scan_name(s, &p, ST_ATTR_NAME)) != SCAN_DONE)
-        return r;
+    if ((p = scan_name(s, p, end, ST_ATTR_NAME)) == NULL)
+        return utf8_stop(s);
     assert(attribute != NULL);
     if ((r = end_name(s, p, &attribute->name_length, &attribute->prefix_length)) != SCAN_CONTINUE)
         return r;
+    note_attribute_name(s, p, attribute);
 equals:
-    if ((p = skip_space(p, s->end)) == s->end)
+    /* Mostly name='value': test for the '=' before stepping over spaces. */
+    if ((p == end || *p != '=') && (p = skip_space(p, end)) == end)
         return suspend(s, p, ST_ATTR_EQUALS);
     if (*p++ != '=')
         return fail(s, XML_ERR_NOT_WELL_FORMED);
 quote:
-    if ((p = skip_space(p, s->end)) == s->end)
+    if ((p == end || (*p != '\'' && *p != '"')) && (p = skip_space(p, end)) == end)
         return suspend(s, p, ST_ATTR_QUOTE);
     if (*p != '\'' && *p != '"')
         return fail(s, XML_ERR_NOT_WELL_FORMED);
@@ -1218,12 +1326,12 @@ quote:
     assert(attribute != NULL);
     attribute->value_start = offset_of(s, p);
 value:
-    if ((r = scan_value(s, &p, attribute)) != SCAN_DONE)
+    if ((r = scan_value(s, &p, end, t->quote, attribute)) != SCAN_DONE)
         return r;
     t->space_start = offset_of(s, p);
     goto space;
 empty:
-    if (p == s->end)
+    if (p == end)
         return suspend(s, p, ST_EMPTY);
     if (*p != '>')
         return fail(s, XML_ERR_NOT_WELL_FORMED);
@@ -1264,8 +1372,8 @@ static int scan_end_tag(struct scan *s)
     const char *p = s->p;
     int r;
     if (t->state == ST_ETAG_NAME) {
-        if ((r = scan_name(s, &p, ST_ETAG_NAME)) != SCAN_DONE)
-            return r;
+        if ((p = scan_name(s, p, s->end, ST_ETAG_NAME)) == NULL)
+            return utf8_stop(s);
         if ((r = match_end_tag(s, offset_of(s, p))) != SCAN_CONTINUE)
             return r;
     }
@@ -1346,6 +1454,7 @@ xml_event xml_tokenizer_feed(xml_tokenizer *t, xml_scratch *x, const char *data,
     s.origin = data;
     s.held = t->assembly_bytes;
     s.view = view;
+    rebase(&s);
     if (t->in_element) {
         assert(t->assembly != NULL && t->assembly_bytes > 0);
         move_index(t, x, true);

@@ -91,6 +91,23 @@ xml_slice xml_element_name(const xml_view *view, xml_node_id element)
     return (xml_slice){view->bytes + n->start + 1 + skip, n->name_length - skip};
 }
 
+/* The default namespace in scope at element: the innermost xmlns attribute
+ * on it or its ancestors, else the stream header's. The tokenizer leaves
+ * this to the views that ask, since few do. */
+static xml_slice default_namespace(const xml_view *view, xml_node_id element)
+{
+    for (xml_node_id e = element; e != XML_NODE_NONE; e = node_of(view, e)->parent) {
+        const struct xml_index_node *n = node_of(view, e);
+        const struct xml_index_attribute *a = &view->scratch->attributes[n->attribute_first];
+        for (size_t i = 0; i < n->attribute_count; i++)
+            if (a[i].name_length == 5 && same_bytes(view->bytes + a[i].name_start, "xmlns", 5))
+                return (xml_slice){view->bytes + a[i].value_start,
+                                   a[i].value_end - a[i].value_start};
+    }
+    const struct xml_stream_facts *f = &view->tokenizer->facts;
+    return (xml_slice){f->strings + f->default_offset, f->default_length};
+}
+
 xml_slice xml_element_namespace(const xml_view *view, xml_node_id element)
 {
     static const char xml_uri[] = XML_NS_XML_URI;
@@ -102,6 +119,8 @@ xml_slice xml_element_namespace(const xml_view *view, xml_node_id element)
         return (xml_slice){view->tokenizer->facts.strings + n->ns_offset, n->ns_length};
     case XML_NS_XML:
         return (xml_slice){xml_uri, sizeof xml_uri - 1};
+    case XML_NS_DEFAULT:
+        return default_namespace(view, element);
     default:
         return (xml_slice){"", 0};
     }

@@ -116,7 +116,6 @@ typedef struct idle_connection {
 } idle_connection;
 
 typedef struct idle_sample {
-    bool server_available;
     process_memory server;
     kernel_sockets kernel;
 } idle_sample;
@@ -132,8 +131,7 @@ typedef struct idle_run {
     uint64_t failures[FAILURE_COUNT];
     int first_error[FAILURE_COUNT]; /* errno of the first failure of each kind */
     uint64_t next_deadline_index;
-    uint64_t open_start_us, last_answer_us, open_end_us;
-    uint64_t hold_end_us, close_elapsed_us;
+    uint64_t open_start_us, last_answer_us, close_elapsed_us;
     uint64_t unexpected_bytes, close_errors;
     uint64_t held_at_sample;
     idle_sample before, after;
@@ -388,6 +386,18 @@ static void mark_answered(idle_run *run, idle_connection *connection, uint64_t n
     run->last_answer_us = now_us;
 }
 
+/* Binds fd to 127.0.0.(1 + source) with the port left to connect, which
+ * then picks one unique for the whole 4-tuple rather than for the address
+ * alone. false with errno set. */
+static bool bind_source(int fd, uint64_t source)
+{
+    int one = 1;
+    struct sockaddr_in address = {.sin_family = AF_INET};
+    address.sin_addr.s_addr = htonl((127u << 24) | (uint32_t)(1 + source));
+    return setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0 &&
+           bind(fd, (const struct sockaddr *)&address, sizeof address) == 0;
+}
+
 /* Binds the source address of connection index (round robin), then
  * connects without blocking. */
 static void connection_start(idle_run *run, uint64_t index)
@@ -402,16 +412,9 @@ static void connection_start(idle_run *run, uint64_t index)
         connection_fail(run, connection, FAILURE_SOCKET, errno);
         return;
     }
-    if (run->options.sources > 0) {
-        int one = 1;
-        struct sockaddr_in source = {.sin_family = AF_INET};
-        source.sin_addr.s_addr = htonl((127u << 24) | (uint32_t)(1 + index % run->options.sources));
-        if (setsockopt(connection->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) !=
-                0 ||
-            bind(connection->fd, (const struct sockaddr *)&source, sizeof source) != 0) {
-            connection_fail(run, connection, FAILURE_BIND, errno);
-            return;
-        }
+    if (run->options.sources > 0 && !bind_source(connection->fd, index % run->options.sources)) {
+        connection_fail(run, connection, FAILURE_BIND, errno);
+        return;
     }
     if (connect(connection->fd, (const struct sockaddr *)&run->options.target,
                 sizeof run->options.target) != 0 &&
@@ -674,7 +677,6 @@ static bool phase_open(idle_run *run)
     uint64_t never_started = run->options.count - run->started;
     run->failures[FAILURE_NOT_STARTED] += never_started;
     run->failed += never_started;
-    run->open_end_us = system_now_us();
     return true;
 }
 
@@ -682,9 +684,9 @@ static bool phase_open(idle_run *run)
 static bool phase_hold(idle_run *run)
 {
     uint64_t now_us = system_now_us();
-    run->hold_end_us = now_us + run->options.hold_s * 1000000u;
-    while (now_us < run->hold_end_us) {
-        uint64_t left_ms = (run->hold_end_us - now_us + 999u) / 1000u;
+    uint64_t hold_end_us = now_us + run->options.hold_s * 1000000u;
+    while (now_us < hold_end_us) {
+        uint64_t left_ms = (hold_end_us - now_us + 999u) / 1000u;
         if (!poll_once(run, left_ms < IDLE_HOLD_WAIT_MS_MAX ? (int)left_ms : IDLE_HOLD_WAIT_MS_MAX))
             return false;
         now_us = system_now_us();
@@ -705,9 +707,7 @@ static void take_sample(const idle_run *run, idle_sample *sample)
 {
     memset(sample, 0, sizeof *sample);
     if (run->options.server_pid != 0) {
-        sample->server_available =
-            system_process_memory((pid_t)run->options.server_pid, &sample->server);
-        if (!sample->server_available)
+        if (!system_process_memory((pid_t)run->options.server_pid, &sample->server))
             fprintf(stderr, IDLE_COMMAND ": cannot read the memory of pid %" PRIu64 "\n",
                     run->options.server_pid);
     }
@@ -927,6 +927,7 @@ static void json_connections(json_writer *writer, const idle_run *run)
     json_unsigned(writer, "held_at_sample", run->held_at_sample);
     json_unsigned(writer, "failed", run->failed);
     json_unsigned(writer, "unexpected_bytes", run->unexpected_bytes);
+    json_unsigned(writer, "close_errors", run->close_errors);
     json_object_begin(writer, "failures");
     for (int failure = 0; failure < FAILURE_COUNT; failure++)
         json_unsigned(writer, failure_names[failure], run->failures[failure]);

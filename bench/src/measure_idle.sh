@@ -56,7 +56,8 @@ independent_check() { # port pid
         [ "$established" -ge "$count" ] && break
         sleep 0.1
     done
-    echo "ss_established=$established ps_rss_kib=$(ps -o rss= -p "$2" | tr -d ' ')"
+    echo "ss_established=$established ps_rss_kib=$(ps -o rss= -p "$2" | tr -d ' ')" \
+        "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 # name, server pin ("" or a core), bench pin, mode flag, server command...
@@ -71,7 +72,9 @@ measure() {
     "${server_prefix[@]}" "$@" --port "$port" >"$out/$name.server.log" 2>&1 &
     pid=$!
     wait_accepting "$port"
-    sleep 1 # let the server settle before the "before" sample
+    # Let the server, and the kernel's freeing of the previous run's sockets
+    # (RCU-deferred), settle before the "before" sample.
+    sleep 3
     json=$out/$name.json
     timeout 300 "${bench_prefix[@]}" "$bench" idle --port "$port" --count "$count" \
         --hold "$hold_s" "$mode" --server-pid "$pid" --json "$json" >"$out/$name.txt" &

@@ -21,8 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Owned segments are at least this big (header included) so that a stream
- * of small stanzas coalesces into few segments and few iovecs. */
+/* A segment queued behind others is at least this big (header included) so
+ * that a burst of small stanzas coalesces into few segments and few iovecs.
+ * A send into an empty queue gets a segment of its own size: most sends
+ * leave in the same loop iteration, and a connection that holds one small
+ * unsent stanza (a slow reader among thousands receiving a broadcast)
+ * should not pin a whole 4 KiB for it. */
 #define RX_SEGMENT_BYTES 4096u
 
 static bool conn_accepts_sends(const rx_conn *conn)
@@ -103,7 +107,7 @@ rx_status rx_conn_send(rx_conn *conn, const void *bytes, size_t len)
         return RX_OK;
     }
     size_t capacity = len;
-    if (capacity < RX_SEGMENT_BYTES - sizeof(rx_segment)) {
+    if (tail != NULL && capacity < RX_SEGMENT_BYTES - sizeof(rx_segment)) {
         capacity = RX_SEGMENT_BYTES - sizeof(rx_segment);
     }
     rx_segment *segment = malloc(sizeof *segment + capacity);
