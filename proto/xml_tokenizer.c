@@ -214,6 +214,19 @@ static inline bool same_bytes(const char *a, const char *b, size_t length)
     return true;
 }
 
+/* same_bytes for an end tag's name, compared eight bytes at a time. */
+static inline bool same_name(const char *a, const char *b, size_t length)
+{
+    uint64_t x, y;
+    for (; length >= 8; a += 8, b += 8, length -= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return false;
+    }
+    return same_bytes(a, b, length);
+}
+
 static inline uint32_t offset_of(const struct scan *s, const char *p)
 {
     return (uint32_t)((uintptr_t)p - s->base);
@@ -221,7 +234,7 @@ static inline uint32_t offset_of(const struct scan *s, const char *p)
 
 /* Called whenever origin or held change. Unsigned arithmetic: base itself
  * may lie before the piece. */
-static inline void rebase(struct scan *s)
+static inline void rebase(struct scan *restrict s)
 {
     s->base = (uintptr_t)s->origin - s->held;
 }
@@ -243,14 +256,14 @@ static inline const char *element_bytes(const struct scan *s, uint32_t offset, u
 }
 
 /* Cold: keeping the error paths out of line keeps the scanning loops tight. */
-static __attribute__((cold, noinline)) int fail(struct scan *s, xml_error_condition condition)
+static __attribute__((cold, noinline)) int fail(struct scan *restrict s, xml_error_condition condition)
 {
     s->t->condition = (uint8_t)condition;
     s->t->phase = PHASE_ERROR;
     return SCAN_ERROR;
 }
 
-static int suspend(struct scan *s, const char *p, uint8_t state)
+static int suspend(struct scan *restrict s, const char *p, uint8_t state)
 {
     assert(p == s->end);
     s->t->state = state;
@@ -258,7 +271,7 @@ static int suspend(struct scan *s, const char *p, uint8_t state)
     return SCAN_SUSPEND;
 }
 
-static int advance(struct scan *s, const char *p, uint8_t state)
+static int advance(struct scan *restrict s, const char *p, uint8_t state)
 {
     s->t->state = state;
     s->p = p;
@@ -270,7 +283,7 @@ static int advance(struct scan *s, const char *p, uint8_t state)
  * last sequence when the bytes end inside it, or fails, and returns NULL
  * (utf8_stop tells which). A returned position rather than a pointer to
  * the caller's lets the inlined scanners keep theirs in a register. */
-static const char *take_utf8(struct scan *s, const char *p, uint8_t state)
+static const char *take_utf8(struct scan *restrict s, const char *p, uint8_t state)
 {
     do {
         size_t avail = (size_t)(s->end - p);
@@ -298,7 +311,7 @@ static int utf8_stop(const struct scan *s)
 }
 
 /* Completes a UTF-8 sequence parked by take_utf8 with the new bytes. */
-static int resume_utf8(struct scan *s)
+static int resume_utf8(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     unsigned char sequence[4];
@@ -380,7 +393,7 @@ static void move_index(xml_tokenizer *t, xml_scratch *x, bool to_scratch)
 }
 
 /* Bounds the scan to the bytes the element in progress may still take. */
-static void bound_element(struct scan *s)
+static void bound_element(struct scan *restrict s)
 {
     size_t room = s->t->element_limit - s->t->assembly_bytes;
     size_t avail = (size_t)(s->piece_end - s->origin);
@@ -388,7 +401,7 @@ static void bound_element(struct scan *s)
 }
 
 /* The piece ended inside an element: keep its bytes and index. */
-static int park(struct scan *s)
+static int park(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     if (!t->in_element)
@@ -408,7 +421,7 @@ static int park(struct scan *s)
     return SCAN_SUSPEND;
 }
 
-static void begin_element(struct scan *s, const char *less_than)
+static void begin_element(struct scan *restrict s, const char *less_than)
 {
     xml_tokenizer *t = s->t;
     assert(!t->in_element && t->assembly_bytes == 0 && s->held == 0);
@@ -426,7 +439,7 @@ static void begin_element(struct scan *s, const char *less_than)
 }
 
 /* The element (or stream header, or stream end) ends just before after. */
-static int complete_element(struct scan *s, const char *after, xml_event event)
+static int complete_element(struct scan *restrict s, const char *after, xml_event event)
 {
     xml_tokenizer *t = s->t;
     uint32_t length = offset_of(s, after);
@@ -457,7 +470,7 @@ static int complete_element(struct scan *s, const char *after, xml_event event)
 
 /* Links node n as the open element's next child. t->previous, the last
  * child so far, spares keeping (and reading) a last child in every node. */
-static bool add_node(struct scan *s, uint8_t kind, uint32_t start, uint16_t *id)
+static bool add_node(struct scan *restrict s, uint8_t kind, uint32_t start, uint16_t *id)
 {
     xml_tokenizer *t = s->t;
     if (t->node_count >= LIMIT_STANZA_NODES_MAX)
@@ -481,7 +494,7 @@ static bool add_node(struct scan *s, uint8_t kind, uint32_t start, uint16_t *id)
     return true;
 }
 
-static int add_text(struct scan *s, uint32_t start, uint32_t end, uint8_t flags)
+static int add_text(struct scan *restrict s, uint32_t start, uint32_t end, uint8_t flags)
 {
     uint16_t id;
     if (end == start)
@@ -493,7 +506,7 @@ static int add_text(struct scan *s, uint32_t start, uint32_t end, uint8_t flags)
     return SCAN_CONTINUE;
 }
 
-static int scan_level0(struct scan *s)
+static int scan_level0(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -510,7 +523,7 @@ static int scan_level0(struct scan *s)
 }
 
 /* "<?" at the very start of the stream may open the XML declaration. */
-static int begin_xml_declaration(struct scan *s, const char *p)
+static int begin_xml_declaration(struct scan *restrict s, const char *p)
 {
     xml_tokenizer *t = s->t;
     t->in_element = 0;
@@ -523,7 +536,7 @@ static int begin_xml_declaration(struct scan *s, const char *p)
     return advance(s, p, ST_XMLDECL_NAME);
 }
 
-static int open_element(struct scan *s, const char *name)
+static int open_element(struct scan *restrict s, const char *name)
 {
     xml_tokenizer *t = s->t;
     uint16_t id;
@@ -541,9 +554,9 @@ static int open_element(struct scan *s, const char *name)
     return advance(s, name, ST_STAG_NAME);
 }
 
-static int scan_start_tag(struct scan *s);
-static int scan_end_tag(struct scan *s);
-static int close_element(struct scan *s, const char *after);
+static int scan_start_tag(struct scan *restrict s);
+static int scan_end_tag(struct scan *restrict s);
+static int close_element(struct scan *restrict s, const char *after);
 
 /* The common end tag, "</name>" naming the open element with no space and
  * wholly in the bytes, is matched against that name directly. Returns the
@@ -561,12 +574,12 @@ static inline const char *matching_end_tag(const struct scan *s, const char *nam
         open_name = s->t->assembly + at;
     else
         return NULL;
-    return same_bytes(name, open_name, length) ? name + length + 1 : NULL;
+    return same_name(name, open_name, length) ? name + length + 1 : NULL;
 }
 
 /* After '<'. The tag scanners are called directly rather than through
  * run()'s dispatch: this is the hottest transition. */
-static int scan_lt(struct scan *s)
+static int scan_lt(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -600,7 +613,7 @@ static int scan_lt(struct scan *s)
     return r == SCAN_CONTINUE ? scan_start_tag(s) : r;
 }
 
-static int scan_xml_declaration(struct scan *s)
+static int scan_xml_declaration(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -635,7 +648,7 @@ static int scan_xml_declaration(struct scan *s)
 
 /* After "<!": a CDATA section inside an element; anything else is a
  * comment or a DTD declaration (restricted) or not XML at all. */
-static int scan_bang(struct scan *s)
+static int scan_bang(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -661,7 +674,7 @@ static int scan_bang(struct scan *s)
     return advance(s, p, ST_CDATA);
 }
 
-static int scan_cdata(struct scan *s)
+static int scan_cdata(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -698,7 +711,7 @@ static int scan_cdata(struct scan *s)
     return advance(s, p, ST_TEXT);
 }
 
-static int begin_reference(struct scan *s, const char *p, uint8_t return_state)
+static int begin_reference(struct scan *restrict s, const char *p, uint8_t return_state)
 {
     s->t->reference_kind = REF_START;
     s->t->reference_length = 0;
@@ -723,7 +736,7 @@ static inline size_t quick_reference(const char *p, const char *end)
 }
 
 /* Steps over character data up to the next '<' (SCAN_DONE, *p at it). */
-static inline int scan_character_data(struct scan *s, const char **p)
+static inline int scan_character_data(struct scan *restrict s, const char **p)
 {
     xml_tokenizer *t = s->t;
     for (;;) {
@@ -763,7 +776,7 @@ static inline int scan_character_data(struct scan *s, const char **p)
 
 /* Element content: character data, then a tag, again while an element
  * stays open. Looping here rather than in run() spares a dispatch per tag. */
-static int scan_text(struct scan *s)
+static int scan_text(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     int r;
@@ -797,7 +810,7 @@ static int hex_digit(unsigned char c)
 
 /* The ';' of a reference: only the five predefined entities and character
  * references to XML characters are allowed. */
-static int end_reference(struct scan *s, const char *p)
+static int end_reference(struct scan *restrict s, const char *p)
 {
     xml_tokenizer *t = s->t;
     if (t->reference_kind == REF_NAME) {
@@ -814,7 +827,7 @@ static int end_reference(struct scan *s, const char *p)
     return advance(s, p, t->return_state);
 }
 
-static int scan_reference(struct scan *s)
+static int scan_reference(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -854,7 +867,7 @@ static int scan_reference(struct scan *s)
 
 /* A name with a colon (or over the bound): Namespaces in XML allow at
  * most one colon, neither first nor last. */
-static int end_prefixed_name(struct scan *s, uint32_t name_length, uint16_t *prefix_length)
+static int end_prefixed_name(struct scan *restrict s, uint32_t name_length, uint16_t *prefix_length)
 {
     char spare[LIMIT_NAME_BYTES_MAX];
     if (name_length > LIMIT_NAME_BYTES_MAX)
@@ -874,7 +887,7 @@ static int end_prefixed_name(struct scan *s, uint32_t name_length, uint16_t *pre
 }
 
 /* Ends the name that began at t->token_start, which ends just before p. */
-static inline __attribute__((always_inline)) int end_name(struct scan *s, const char *p,
+static inline __attribute__((always_inline)) int end_name(struct scan *restrict s, const char *p,
                                                           uint16_t *length, uint16_t *prefix_length)
 {
     uint32_t name_length = offset_of(s, p) - s->t->token_start;
@@ -896,7 +909,7 @@ static inline void set_namespace(struct xml_index_node *target, uint8_t source, 
     target->ns_length = length;
 }
 
-static int resolve_header_prefix(struct scan *s, const char *prefix, uint16_t prefix_length,
+static int resolve_header_prefix(struct scan *restrict s, const char *prefix, uint16_t prefix_length,
                                  struct xml_index_node *target)
 {
     const struct xml_stream_facts *f = &s->t->facts;
@@ -918,7 +931,7 @@ static int resolve_header_prefix(struct scan *s, const char *prefix, uint16_t pr
 
 /* Binds a prefix (empty: the default namespace) through the declarations
  * in scope, innermost first, then the stream header's. */
-static int resolve_prefix(struct scan *s, uint32_t prefix_start, uint16_t prefix_length,
+static int resolve_prefix(struct scan *restrict s, uint32_t prefix_start, uint16_t prefix_length,
                           struct xml_index_node *target)
 {
     char spare[LIMIT_NAME_BYTES_MAX], other_spare[LIMIT_NAME_BYTES_MAX];
@@ -952,7 +965,7 @@ static int resolve_prefix(struct scan *s, uint32_t prefix_start, uint16_t prefix
 
 /* Rejects a duplicate attribute (same qualified name) and records a
  * namespace declaration. */
-static int check_attribute(struct scan *s, const struct xml_index_attribute *attributes, size_t i)
+static int check_attribute(struct scan *restrict s, const struct xml_index_attribute *attributes, size_t i)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_attribute *a = &attributes[i];
@@ -990,7 +1003,7 @@ static int check_attribute(struct scan *s, const struct xml_index_attribute *att
     return SCAN_CONTINUE;
 }
 
-static int bind_namespaces(struct scan *s, struct xml_index_node *element)
+static int bind_namespaces(struct scan *restrict s, struct xml_index_node *element)
 {
     const struct xml_index_attribute *attributes = &s->x->attributes[element->attribute_first];
     struct xml_index_node attribute_ns; /* attributes' namespaces are checked, not kept */
@@ -1017,7 +1030,7 @@ static int bind_namespaces(struct scan *s, struct xml_index_node *element)
     return SCAN_CONTINUE;
 }
 
-static int keep_fact(struct scan *s, uint32_t offset, uint32_t length, uint8_t *fact_offset,
+static int keep_fact(struct scan *restrict s, uint32_t offset, uint32_t length, uint8_t *fact_offset,
                      uint8_t *fact_length)
 {
     struct xml_stream_facts *f = &s->t->facts;
@@ -1033,7 +1046,7 @@ static int keep_fact(struct scan *s, uint32_t offset, uint32_t length, uint8_t *
 
 /* Copies what stanzas need from the header: its namespace declarations and
  * its prefix (to match </stream:stream>). */
-static int keep_header_facts(struct scan *s, const struct xml_index_node *header)
+static int keep_header_facts(struct scan *restrict s, const struct xml_index_node *header)
 {
     struct xml_stream_facts *f = &s->t->facts;
     int r = SCAN_CONTINUE;
@@ -1061,7 +1074,7 @@ static int keep_header_facts(struct scan *s, const struct xml_index_node *header
 }
 
 /* RFC 6120 4.9.3.10: the header must be <stream> in the streams namespace. */
-static int finish_header(struct scan *s, const char *after, bool empty)
+static int finish_header(struct scan *restrict s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_node *header = &s->x->nodes[0];
@@ -1087,7 +1100,7 @@ static int finish_header(struct scan *s, const char *after, bool empty)
     return complete_element(s, after, XML_EVENT_STREAM_OPEN);
 }
 
-static int close_element(struct scan *s, const char *after)
+static int close_element(struct scan *restrict s, const char *after)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
@@ -1109,7 +1122,7 @@ static int close_element(struct scan *s, const char *after)
 
 /* Records the start tag's xmlns attribute (known to be its only
  * declaration) as bind_namespaces would; false when too many are in scope. */
-static bool declare_default(struct scan *s)
+static bool declare_default(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_attribute *a = &s->x->attributes[t->default_declaration - 1];
@@ -1123,7 +1136,7 @@ static bool declare_default(struct scan *s)
     return true;
 }
 
-static int finish_start_tag(struct scan *s, const char *after, bool empty)
+static int finish_start_tag(struct scan *restrict s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
@@ -1149,7 +1162,7 @@ static int finish_start_tag(struct scan *s, const char *after, bool empty)
     return advance(s, after, ST_TEXT);
 }
 
-static int add_attribute(struct scan *s, const char *name)
+static int add_attribute(struct scan *restrict s, const char *name)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
@@ -1172,7 +1185,7 @@ static int add_attribute(struct scan *s, const char *name)
  * attributes (other than xml:) or possibly equal names can skip it. A name
  * cut by the end of a piece is not looked at: it just asks for the check.
  */
-static inline void note_attribute_name(struct scan *s, const char *p,
+static inline void note_attribute_name(struct scan *restrict s, const char *p,
                                        const struct xml_index_attribute *a)
 {
     xml_tokenizer *t = s->t;
@@ -1196,7 +1209,7 @@ static inline void note_attribute_name(struct scan *s, const char *p,
 /* Steps over name characters up to the first other byte and returns it;
  * NULL when suspended or failed (utf8_stop tells which). Always inlined,
  * and returning the position, so that callers keep theirs in a register. */
-static inline __attribute__((always_inline)) const char *scan_name(struct scan *s, const char *p,
+static inline __attribute__((always_inline)) const char *scan_name(struct scan *restrict s, const char *p,
                                                                    const char *end, uint8_t state)
 {
     for (;;) {
@@ -1213,7 +1226,7 @@ static inline __attribute__((always_inline)) const char *scan_name(struct scan *
 }
 
 /* Steps over an attribute value and its closing quote (SCAN_DONE). */
-static inline int scan_value(struct scan *s, const char **p, const char *end, unsigned char quote,
+static inline int scan_value(struct scan *restrict s, const char **p, const char *end, unsigned char quote,
                              struct xml_index_attribute *attribute)
 {
     for (;;) {
@@ -1257,7 +1270,7 @@ static inline const char *skip_space(const char *p, const char *end)
 /* A start tag from its name to its '>'. The labels follow the grammar;
  * the switch resumes at the one the state names. end is kept in a local:
  * the byte-sized stores into the tokenizer could alias s->end. */
-static int scan_start_tag(struct scan *s)
+static int scan_start_tag(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
@@ -1340,7 +1353,7 @@ empty:
 
 /* Matches an end tag's name with the open element's, or at stream level
  * with the header's qualified name. */
-static int match_end_tag(struct scan *s, uint32_t name_end)
+static int match_end_tag(struct scan *restrict s, uint32_t name_end)
 {
     xml_tokenizer *t = s->t;
     uint32_t length = name_end - t->token_start;
@@ -1366,7 +1379,7 @@ static int match_end_tag(struct scan *s, uint32_t name_end)
     return SCAN_CONTINUE;
 }
 
-static int scan_end_tag(struct scan *s)
+static int scan_end_tag(struct scan *restrict s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -1387,7 +1400,7 @@ static int scan_end_tag(struct scan *s)
     return complete_element(s, p + 1, XML_EVENT_STREAM_CLOSE);
 }
 
-static int run(struct scan *s)
+static int run(struct scan *restrict s)
 {
     for (;;) {
         int r;

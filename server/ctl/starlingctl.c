@@ -54,8 +54,8 @@ static uint64_t monotonic_ms(void)
 /* Connects with a deadline. Returns a connected socket or -1 (reported). */
 static int probe_connect(const probe_options *options, uint64_t deadline_ms)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *addresses = NULL;
     int result = getaddrinfo(options->host, options->port, &hints, &addresses);
     if (result != 0) {
@@ -89,8 +89,7 @@ static int probe_connect(const probe_options *options, uint64_t deadline_ms)
 
 /* Reads the server's answer until features (0), a stream error or a
  * protocol failure (1), or the deadline (1). */
-static int probe_read(int fd, xml_tokenizer *tokenizer, xml_scratch *scratch,
-                      uint64_t deadline_ms)
+static int probe_read(int fd, xml_tokenizer *tokenizer, xml_scratch *scratch, uint64_t deadline_ms)
 {
     char buffer[16384];
     for (;;) {

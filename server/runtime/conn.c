@@ -159,6 +159,25 @@ void rx_conn_schedule_timer(rx_conn *conn)
     rx_wheel_arm(wheel, &conn->timer, deadline_ms);
 }
 
+/* A handshake or idle timeout: the application may say goodbye first (a
+ * close it requests drains the queue); if the deadline passes again while
+ * that goodbye is still queued, the connection is released regardless. */
+static void conn_timed_out(rx_conn *conn, rx_close_reason reason)
+{
+    if (conn->ops->on_timeout != NULL && !(conn->flags & CONN_CLOSE_REQUESTED)) {
+        conn->ops->on_timeout(conn, reason);
+        if (conn->flags & (CONN_RELEASE_QUEUED | CONN_RELEASED)) {
+            return;
+        }
+        if (conn->flags & CONN_CLOSE_REQUESTED) {
+            rx_wheel_arm(&conn->reactor->wheel, &conn->timer,
+                         conn->reactor->now_ms + LIMIT_TIMER_SLOT_MS);
+            return;
+        }
+    }
+    rx_conn_release_request(conn, reason);
+}
+
 static void conn_timer_fired(rx_timer *timer, void *argument)
 {
     (void)timer;
@@ -167,10 +186,10 @@ static void conn_timer_fired(rx_timer *timer, void *argument)
     uint64_t now_ms = conn->reactor->now_ms;
     if (!(conn->flags & CONN_HANDSHAKE_DONE) && options->handshake_timeout_ms != 0 &&
         now_ms >= conn->handshake_deadline_ms) {
-        rx_conn_release_request(conn, RX_CLOSE_HANDSHAKE_TIMEOUT);
+        conn_timed_out(conn, RX_CLOSE_HANDSHAKE_TIMEOUT);
     } else if (options->idle_timeout_ms != 0 &&
                now_ms >= conn->last_receive_ms + options->idle_timeout_ms) {
-        rx_conn_release_request(conn, RX_CLOSE_IDLE_TIMEOUT);
+        conn_timed_out(conn, RX_CLOSE_IDLE_TIMEOUT);
     } else if (conn->send_queue_bytes > 0 && options->write_timeout_ms != 0 &&
                now_ms >= conn->last_drain_ms + options->write_timeout_ms) {
         rx_conn_release_request(conn, RX_CLOSE_WRITE_TIMEOUT);

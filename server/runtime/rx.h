@@ -131,6 +131,11 @@ typedef struct rx_listener_ops {
      * reactor that now owns conn (the source itself if the target refused
      * the descriptor, e.g. its table was full: check rx_conn_reactor_index). */
     void (*on_moved)(rx_conn *conn);
+    /* Optional. The handshake or idle timeout (reason says which) ran out:
+     * say goodbye and rx_conn_close. The close then waits for the queue to
+     * drain for at most one timer slot; a connection the callback leaves
+     * open, or a NULL callback, is closed at once with that reason. */
+    void (*on_timeout)(rx_conn *conn, rx_close_reason reason);
     /* Optional. A graceful shutdown started: say goodbye and rx_conn_close.
      * When NULL the runtime calls rx_conn_close itself. Whatever is still
      * open when the grace period ends is aborted (RX_CLOSE_SHUTDOWN). */

@@ -286,8 +286,7 @@ static void c2s_on_open(rx_conn *conn, void *listener_context)
 }
 
 /* Handles one tokenizer event; returns false when the stream has ended. */
-static bool c2s_on_event(rx_conn *conn, c2s_stream *stream, xml_event event,
-                         const xml_view *view)
+static bool c2s_on_event(rx_conn *conn, c2s_stream *stream, xml_event event, const xml_view *view)
 {
     switch (event) {
     case XML_EVENT_NEED_MORE:
@@ -355,9 +354,23 @@ static void c2s_on_shutdown(rx_conn *conn)
     c2s_fail(conn, stream, STREAM_ERROR_SYSTEM_SHUTDOWN);
 }
 
+/* RFC 6120 section 4.9.3.4: a stream that did not finish its handshake in
+ * time, or went silent, ends with connection-timeout. */
+static void c2s_on_timeout(rx_conn *conn, rx_close_reason reason)
+{
+    c2s_stream *stream = rx_conn_userdata(conn);
+    (void)reason;
+    if (stream == NULL) {
+        rx_conn_close(conn);
+        return;
+    }
+    c2s_fail(conn, stream, STREAM_ERROR_CONNECTION_TIMEOUT);
+}
+
 const rx_listener_ops c2s_listener_ops = {
     .on_open = c2s_on_open,
     .on_data = c2s_on_data,
     .on_close = c2s_on_close,
+    .on_timeout = c2s_on_timeout,
     .on_shutdown = c2s_on_shutdown,
 };

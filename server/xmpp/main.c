@@ -57,8 +57,8 @@ static unsigned parse_unsigned(const char *option, const char *text, unsigned mi
     unsigned long value = strtoul(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || value < minimum ||
         value > maximum) {
-        fprintf(stderr, "starling: --%s wants a number from %u to %u, not '%s'\n", option,
-                minimum, maximum, text);
+        fprintf(stderr, "starling: --%s wants a number from %u to %u, not '%s'\n", option, minimum,
+                maximum, text);
         exit(2);
     }
     return (unsigned)value;

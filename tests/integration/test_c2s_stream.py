@@ -272,6 +272,29 @@ class StreamTests(unittest.TestCase):
             self.assertEqual(stream.elements[0].name, "features")
 
 
+class TimeoutTests(unittest.TestCase):
+    def expect_connection_timeout(self, extra, send_header):
+        with Starling(BINARY, reactors=2, extra=extra) as server:
+            stream = ClientStream(server.port, timeout=10)
+            if send_header:
+                stream.open()
+            started = time.monotonic()
+            self.assertEqual(stream.stream_error(), "connection-timeout")
+            self.assertTrue(stream.stream_closed)
+            self.assertLess(time.monotonic() - started, 5.0)
+            stream.close()
+
+    def test_handshake_timeout_is_connection_timeout(self):
+        self.expect_connection_timeout(("--handshake-timeout-ms", "400"), send_header=True)
+
+    def test_silent_connection_gets_header_then_connection_timeout(self):
+        self.expect_connection_timeout(("--handshake-timeout-ms", "400"), send_header=False)
+
+    def test_idle_timeout_is_connection_timeout(self):
+        self.expect_connection_timeout(
+            ("--handshake-timeout-ms", "60000", "--idle-timeout-ms", "400"), send_header=True)
+
+
 class ShutdownTests(unittest.TestCase):
     def test_sigterm_closes_streams_with_system_shutdown(self):
         with Starling(BINARY, reactors=2, extra=("--grace-ms", "2000")) as server:
