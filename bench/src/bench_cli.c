@@ -49,3 +49,28 @@ void cli_report_unexpected_argument(const char *command, const char *argument)
 {
     fprintf(stderr, "%s: unexpected argument '%s' (see %s --help)\n", command, argument, command);
 }
+
+int cli_parse_options(const char *command, int argc, char **argv, const struct option *long_options,
+                      void (*usage)(FILE *out), cli_apply_fn *apply, void *options)
+{
+    optind = 1;
+    opterr = 0;
+    int choice;
+    while ((choice = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+        if (choice == 'h') {
+            usage(stdout);
+            return CLI_EXIT_HELP;
+        }
+        if (choice == '?' || choice == ':') {
+            cli_report_getopt_error(command, choice, argv);
+            return CLI_EXIT_USAGE;
+        }
+        if (!apply(choice, optarg, options))
+            return CLI_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        cli_report_unexpected_argument(command, argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CLI_EXIT_OK     0
 #define CLI_EXIT_FAILED 1 /* the run went wrong: see the report */
@@ -31,5 +32,21 @@ void cli_report_getopt_error(const char *command, int choice, char **argv);
 
 /* Reports a positional argument nobody asked for, as one line. */
 void cli_report_unexpected_argument(const char *command, const char *argument);
+
+struct option;
+/* Applies one option to the command's options (borrowed); false after it
+ * reported a bad value. */
+typedef bool cli_apply_fn(int choice, const char *value, void *options);
+
+/*
+ * Runs getopt_long over argv from its first argument with long_options
+ * (borrowed; the short optstring is ":h", --help mapped to 'h'), calling
+ * apply for each option and usage(stdout) for --help. Returns CLI_EXIT_OK,
+ * CLI_EXIT_HELP after --help, or CLI_EXIT_USAGE after one reported line.
+ */
+#define CLI_EXIT_HELP (-1)
+int cli_parse_options(const char *command, int argc, char **argv, const struct option *long_options,
+                      void (*usage)(FILE *out), cli_apply_fn *apply, void *options)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -99,8 +99,9 @@ static bool parse_field(int choice, const char *value, uint64_t minimum, uint64_
     return true;
 }
 
-static bool apply_option(int choice, const char *value, echo_options *options)
+static bool apply_option(int choice, const char *value, void *context)
 {
+    echo_options *options = context;
     rx_options *runtime = &options->runtime;
     unsigned port = 0;
     switch (choice) {
@@ -129,39 +130,16 @@ static bool apply_option(int choice, const char *value, echo_options *options)
     }
 }
 
-/* Returns CLI_EXIT_OK to run, -1 after --help, or CLI_EXIT_USAGE. */
-static int parse_options(int argc, char **argv, echo_options *options)
-{
-    opterr = 0;
-    int choice;
-    while ((choice = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
-        if (choice == 'h') {
-            usage(stdout);
-            return -1;
-        }
-        if (choice == '?' || choice == ':') {
-            cli_report_getopt_error(ECHO_COMMAND, choice, argv);
-            return CLI_EXIT_USAGE;
-        }
-        if (!apply_option(choice, optarg, options))
-            return CLI_EXIT_USAGE;
-    }
-    if (optind < argc) {
-        cli_report_unexpected_argument(ECHO_COMMAND, argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
-    return CLI_EXIT_OK;
-}
-
 int main(int argc, char **argv)
 {
     echo_options options = {.address = ECHO_DEFAULT_ADDRESS, .port = ECHO_DEFAULT_PORT};
     rx_options_init(&options.runtime);
     options.runtime.handshake_timeout_ms = ECHO_DEFAULT_TIMEOUT_MS;
     options.runtime.idle_timeout_ms = ECHO_DEFAULT_TIMEOUT_MS;
-    int status = parse_options(argc, argv, &options);
+    int status =
+        cli_parse_options(ECHO_COMMAND, argc, argv, long_options, usage, apply_option, &options);
     if (status != CLI_EXIT_OK)
-        return status < 0 ? CLI_EXIT_OK : status;
+        return status == CLI_EXIT_HELP ? CLI_EXIT_OK : status;
 
     rx_runtime *runtime = rx_runtime_create(&options.runtime);
     if (runtime == NULL)

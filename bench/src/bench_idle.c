@@ -200,8 +200,9 @@ static const char *option_name(int choice)
 }
 
 /* Applies one parsed option; false after a one-line error. */
-static bool apply_option(int choice, const char *value, idle_options *options)
+static bool apply_option(int choice, const char *value, void *context)
 {
+    idle_options *options = context;
     const char *name = option_name(choice);
     switch (choice) {
     case 'H':
@@ -300,25 +301,10 @@ static int parse_options(int argc, char **argv, idle_options *options)
         .connect_timeout_ms = 10000,
         .open_timeout_s = 300,
     };
-    optind = 1;
-    opterr = 0;
-    int choice;
-    while ((choice = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
-        if (choice == 'h') {
-            usage(stdout);
-            return -1;
-        }
-        if (choice == '?' || choice == ':') {
-            cli_report_getopt_error(IDLE_COMMAND, choice, argv);
-            return CLI_EXIT_USAGE;
-        }
-        if (!apply_option(choice, optarg, options))
-            return CLI_EXIT_USAGE;
-    }
-    if (optind < argc) {
-        cli_report_unexpected_argument(IDLE_COMMAND, argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
+    int status =
+        cli_parse_options(IDLE_COMMAND, argc, argv, long_options, usage, apply_option, options);
+    if (status != CLI_EXIT_OK)
+        return status;
     return options_consistent(options) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
@@ -1072,8 +1058,8 @@ int bench_idle_main(int argc, char **argv)
     int status = parse_options(argc, argv, &run->options);
     if (status == CLI_EXIT_OK)
         status = run_prepare(run) ? run_phases(run) : CLI_EXIT_FAILED;
-    else if (status < 0)
-        status = CLI_EXIT_OK; /* --help */
+    else if (status == CLI_EXIT_HELP)
+        status = CLI_EXIT_OK;
     run_free(run);
     return status;
 }
