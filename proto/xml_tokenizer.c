@@ -1260,114 +1260,6 @@ static inline int scan_value(struct scan *restrict s, const char **p, const char
     }
 }
 
-#if defined(__SSE2__)
-/* Bit i of each mask describes byte i of a 64-byte window. */
-struct window {
-    uint64_t name;     /* ASCII name characters */
-    uint64_t colon;    /* ':' */
-    uint64_t space;    /* ' ', the usual separator */
-    uint64_t quote[2]; /* '\'' and '"' */
-    uint64_t stop;     /* '<', '&', controls and non-ASCII: left to the labels */
-};
-
-/* Signed compares test a range [low, low + count) in two operations. */
-static inline __m128i in_range(__m128i v, char low, int count)
-{
-    __m128i shifted = _mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - (unsigned char)low)));
-    return _mm_cmplt_epi8(shifted, _mm_set1_epi8((char)(-0x80 + count)));
-}
-
-static inline void classify(const char *w, struct window *m)
-{
-    *m = (struct window){0};
-    for (unsigned i = 0; i < 64; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(w + i));
-        __m128i colon = _mm_cmpeq_epi8(v, _mm_set1_epi8(':'));
-        __m128i name = _mm_or_si128(
-            _mm_or_si128(in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 26),
-                         in_range(v, '0', 11)), /* digits and ':' */
-            _mm_or_si128(in_range(v, '-', 2), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
-        __m128i stop = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-                                    _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('<')),
-                                                 _mm_cmpeq_epi8(v, _mm_set1_epi8('&'))));
-        m->name |= (uint64_t)(unsigned)_mm_movemask_epi8(name) << i;
-        m->colon |= (uint64_t)(unsigned)_mm_movemask_epi8(colon) << i;
-        m->space |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')))
-                    << i;
-        m->quote[0] |=
-            (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\''))) << i;
-        m->quote[1] |=
-            (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"'))) << i;
-        m->stop |= (uint64_t)(unsigned)_mm_movemask_epi8(stop) << i;
-    }
-}
-
-/* The length of the prefix of a name of length bytes whose colons are the
- * bits of colons: 0 with none, -1 when it is not a Namespaces name (left
- * to end_prefixed_name). */
-static inline int window_prefix(uint64_t colons, unsigned length)
-{
-    if (colons == 0)
-        return 0;
-    unsigned at = (unsigned)__builtin_ctzll(colons);
-    return (colons & (colons - 1)) == 0 && at > 0 && at + 1 < length ? (int)at : -1;
-}
-
-/*
- * Records the plain attributes ahead of p (one space, a name, '=', a quoted
- * value without references, controls or non-ASCII bytes), as the labels of
- * scan_start_tag would, from the bytes' masks over a 64-byte window; and
- * returns where it stopped, at whitespace or the end of the tag, leaving
- * anything else to the labels. Classifying the window at once spares the
- * chain of dependent loads that a token at a time costs.
- */
-static const char *window_attributes(struct scan *restrict s, const char *p, const char *end)
-{
-    xml_tokenizer *t = s->t;
-    struct xml_index_node *element = &s->x->nodes[t->current];
-    while (end - p >= 64) {
-        const char *w = p;
-        struct window m;
-        classify(w, &m);
-        for (unsigned i = 0; i < 62 && ((m.space >> i) & 1);) {
-            unsigned j = i + 1, k, v, e;
-            uint64_t after_name = ~m.name >> j, quotes;
-            if (!(name_class[(unsigned char)w[j]] & NAME_START))
-                return p;
-            if (after_name == 0 || (k = j + (unsigned)__builtin_ctzll(after_name)) > 61)
-                break;
-            if (w[k] != '=' || (w[k + 1] != '\'' && w[k + 1] != '"'))
-                return p;
-            v = k + 2;
-            if ((quotes = m.quote[w[k + 1] == '"'] >> v) == 0)
-                break;
-            e = v + (unsigned)__builtin_ctzll(quotes);
-            int prefix = window_prefix((m.colon >> j) & ((1ull << (k - j)) - 1u), k - j);
-            if (((m.stop >> v) & ((1ull << (e - v)) - 1u)) != 0 || prefix < 0 ||
-                element->attribute_count >= LIMIT_ELEMENT_ATTRIBUTES_MAX ||
-                t->attribute_count >= LIMIT_STANZA_ATTRIBUTES_MAX)
-                return p;
-            struct xml_index_attribute *a = &s->x->attributes[t->attribute_count++];
-            *a = (struct xml_index_attribute){
-                .space_start = offset_of(s, w + i),
-                .name_start = offset_of(s, w + j),
-                .value_start = offset_of(s, w + v),
-                .value_end = offset_of(s, w + e),
-                .name_length = (uint16_t)(k - j),
-                .prefix_length = (uint16_t)prefix,
-            };
-            element->attribute_count++;
-            note_attribute_name(s, w + k, a);
-            i = e + 1;
-            p = w + i;
-        }
-        if (p == w || ((unsigned char)*p != ' '))
-            break;
-    }
-    return p;
-}
-#endif
-
 static inline const char *skip_space(const char *p, const char *end)
 {
     while (p < end && is_space((unsigned char)*p))
@@ -1411,12 +1303,6 @@ element_name:
         return r;
     t->space_start = offset_of(s, p);
 space:
-#if defined(__SSE2__)
-    if (p < end && *p == ' ') {
-        p = window_attributes(s, p, end);
-        t->space_start = offset_of(s, p);
-    }
-#endif
     if ((p = skip_space(p, end)) == end)
         return suspend(s, p, ST_TAG_SPACE);
     if (*p == '>')

@@ -5,6 +5,8 @@ not write), incrementally, exactly as a client would read the stream. Every
 socket wait is bounded by a timeout; every load loop by a count.
 """
 import argparse
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -262,6 +264,16 @@ class StreamTests(unittest.TestCase):
                                      capture_output=True, text=True, timeout=30)
         self.assertNotEqual(closed_port.returncode, 0)
         self.assertIn("cannot connect", closed_port.stderr)
+
+    def test_starlingctl_limits_lists_every_limit(self):
+        header = os.path.join(os.path.dirname(__file__), "..", "..", "proto", "limits.h")
+        with open(header) as f:
+            declared = set(re.findall(r"^#define (LIMIT_[A-Z_]+)", f.read(), re.M))
+        listed = subprocess.run([CTL, "limits"], capture_output=True, text=True, timeout=30,
+                                check=True).stdout
+        printed = {line.split()[0] for line in listed.splitlines()}
+        self.assertEqual(printed, declared)
+        self.assertIn("LIMIT_STANZA_BYTES_MAX             262144", listed)
 
     def test_many_concurrent_streams(self):
         streams = [self.connect() for _ in range(400)]
