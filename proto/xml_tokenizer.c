@@ -20,6 +20,15 @@
  * Hot loops skip runs of ordinary bytes sixteen at a time (SSE2) and only
  * look at a byte individually when it may end the run: markup, a
  * reference, a control character or a byte of a multi-byte UTF-8 sequence.
+ * A plain attribute within 32 bytes is read whole from masks of two loads
+ * (quick_attribute), and the common end tag is matched directly.
+ *
+ * Most start tags bind nothing: an unprefixed element's namespace is left
+ * for the view to resolve when asked (XML_NS_DEFAULT), and the attribute
+ * checks (duplicates, declarations, prefixes) run only when what the scan
+ * noted of the names (a prefix other than xml, a Bloom filter hit) says
+ * they might find something. A prefixed name is still bound at once, so an
+ * undeclared prefix fails where it did.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -61,6 +70,9 @@ enum state {
     ST_TEXT, /* element content */
     ST_REF,  /* a reference; return_state says where it sits */
 };
+
+/* scan_start_tag tells the states inside an attribute by their range. */
+_Static_assert(ST_ATTR_VALUE == ST_ATTR_NAME + 3, "attribute states are contiguous");
 
 enum reference_kind { REF_START, REF_HASH, REF_DECIMAL, REF_HEX, REF_NAME };
 
@@ -104,19 +116,20 @@ static inline bool is_space(unsigned char c)
     return c <= ' ' && (c == ' ' || c == '\n' || c == '\r' || c == '\t');
 }
 
-/* Steps over bytes that table marks plain; a..d are the delimiters it does
- * not (the SSE2 loop tests them, plus every byte < 0x20 or >= 0x80). */
+/* Steps over bytes that table marks plain. The SSE2 loop stops at the
+ * delimiters a, b and c, and at every byte < 0x20 or >= 0x80; the table may
+ * stop at more (an attribute value's other quote), which the caller then
+ * steps over. */
 static inline const char *skip_plain(const char *p, const char *end, const uint8_t *table, char a,
-                                     char b, char c, char d)
+                                     char b, char c)
 {
 #if defined(__SSE2__)
-    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b);
-    const __m128i vc = _mm_set1_epi8(c), vd = _mm_set1_epi8(d);
+    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b), vc = _mm_set1_epi8(c);
     const __m128i control = _mm_set1_epi8(0x20);
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb)),
-                                   _mm_or_si128(_mm_cmpeq_epi8(v, vc), _mm_cmpeq_epi8(v, vd)));
+                                   _mm_cmpeq_epi8(v, vc));
         /* Signed compare: bytes >= 0x80 are negative, so this catches them too. */
         hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, control));
         unsigned bits = (unsigned)_mm_movemask_epi8(hit);
@@ -125,12 +138,22 @@ static inline const char *skip_plain(const char *p, const char *end, const uint8
         p += 16;
     }
 #else
-    (void)a, (void)b, (void)c, (void)d;
+    (void)a, (void)b, (void)c;
 #endif
     while (p < end && table[(unsigned char)*p])
         p++;
     return p;
 }
+
+#if defined(__SSE2__)
+/* Bytes of v in [low, low + count): moved to the bottom of the signed
+ * range, one compare tells them apart. */
+static inline __m128i in_range(__m128i v, char low, int count)
+{
+    __m128i shifted = _mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - (unsigned char)low)));
+    return _mm_cmplt_epi8(shifted, _mm_set1_epi8((char)(count - 0x80)));
+}
+#endif
 
 /* Steps over ASCII name characters, gathering their classes in *seen (so
  * that a name without a colon need not be read again). */
@@ -140,21 +163,16 @@ static inline const char *skip_name(const char *p, const char *end, uint8_t *see
     if (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* ASCII lower case */
-        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
-                                       _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
-        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
-                                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
         __m128i colon = _mm_cmpeq_epi8(v, _mm_set1_epi8(':'));
-        __m128i other = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
-                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('.'))),
-                                     _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), colon));
-        unsigned name =
-            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other));
-        unsigned stop = ~name & 0xFFFFu;
+        __m128i name = _mm_or_si128(
+            _mm_or_si128(in_range(folded, 'a', 26), in_range(v, '0', 11)), /* digits, ':' */
+            _mm_or_si128(in_range(v, '-', 2), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+        unsigned stop = ~(unsigned)_mm_movemask_epi8(name) & 0xFFFFu;
         if (stop != 0) {
             unsigned length = (unsigned)__builtin_ctz(stop);
             unsigned colons = (unsigned)_mm_movemask_epi8(colon) & ((1u << length) - 1u);
-            *seen |= colons ? NAME_COLON : 0;
+            if (colons != 0) /* rare: spares a store to *seen per name */
+                *seen |= NAME_COLON;
             return p + length;
         }
     }
@@ -214,17 +232,30 @@ static inline bool same_bytes(const char *a, const char *b, size_t length)
     return true;
 }
 
-/* same_bytes for an end tag's name, compared eight bytes at a time. */
+/* Whether the words at a and b, of n bytes, are equal. */
+static inline bool same_word(const char *a, const char *b, size_t n)
+{
+    uint64_t x = 0, y = 0;
+    memcpy(&x, a, n);
+    memcpy(&y, b, n);
+    return x == y;
+}
+
+/* same_bytes for an end tag's name: a few word compares, the last two
+ * overlapping, never reading past either name. */
 static inline bool same_name(const char *a, const char *b, size_t length)
 {
-    uint64_t x, y;
-    for (; length >= 8; a += 8, b += 8, length -= 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y)
-            return false;
+    if (length >= 8) {
+        for (size_t i = 0; i + 8 < length; i += 8)
+            if (!same_word(a + i, b + i, 8))
+                return false;
+        return same_word(a + length - 8, b + length - 8, 8);
     }
-    return same_bytes(a, b, length);
+    if (length >= 4)
+        return same_word(a, b, 4) && same_word(a + length - 4, b + length - 4, 4);
+    if (length >= 2)
+        return same_word(a, b, 2) && same_word(a + length - 2, b + length - 2, 2);
+    return length == 0 || a[0] == b[0];
 }
 
 static inline uint32_t offset_of(const struct scan *s, const char *p)
@@ -234,7 +265,7 @@ static inline uint32_t offset_of(const struct scan *s, const char *p)
 
 /* Called whenever origin or held change. Unsigned arithmetic: base itself
  * may lie before the piece. */
-static inline void rebase(struct scan *restrict s)
+static inline void rebase(struct scan *s)
 {
     s->base = (uintptr_t)s->origin - s->held;
 }
@@ -256,14 +287,14 @@ static inline const char *element_bytes(const struct scan *s, uint32_t offset, u
 }
 
 /* Cold: keeping the error paths out of line keeps the scanning loops tight. */
-static __attribute__((cold, noinline)) int fail(struct scan *restrict s, xml_error_condition condition)
+static __attribute__((cold, noinline)) int fail(struct scan *s, xml_error_condition condition)
 {
     s->t->condition = (uint8_t)condition;
     s->t->phase = PHASE_ERROR;
     return SCAN_ERROR;
 }
 
-static int suspend(struct scan *restrict s, const char *p, uint8_t state)
+static int suspend(struct scan *s, const char *p, uint8_t state)
 {
     assert(p == s->end);
     s->t->state = state;
@@ -271,7 +302,7 @@ static int suspend(struct scan *restrict s, const char *p, uint8_t state)
     return SCAN_SUSPEND;
 }
 
-static int advance(struct scan *restrict s, const char *p, uint8_t state)
+static int advance(struct scan *s, const char *p, uint8_t state)
 {
     s->t->state = state;
     s->p = p;
@@ -283,7 +314,7 @@ static int advance(struct scan *restrict s, const char *p, uint8_t state)
  * last sequence when the bytes end inside it, or fails, and returns NULL
  * (utf8_stop tells which). A returned position rather than a pointer to
  * the caller's lets the inlined scanners keep theirs in a register. */
-static const char *take_utf8(struct scan *restrict s, const char *p, uint8_t state)
+static const char *take_utf8(struct scan *s, const char *p, uint8_t state)
 {
     do {
         size_t avail = (size_t)(s->end - p);
@@ -311,7 +342,7 @@ static int utf8_stop(const struct scan *s)
 }
 
 /* Completes a UTF-8 sequence parked by take_utf8 with the new bytes. */
-static int resume_utf8(struct scan *restrict s)
+static int resume_utf8(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     unsigned char sequence[4];
@@ -393,7 +424,7 @@ static void move_index(xml_tokenizer *t, xml_scratch *x, bool to_scratch)
 }
 
 /* Bounds the scan to the bytes the element in progress may still take. */
-static void bound_element(struct scan *restrict s)
+static void bound_element(struct scan *s)
 {
     size_t room = s->t->element_limit - s->t->assembly_bytes;
     size_t avail = (size_t)(s->piece_end - s->origin);
@@ -401,7 +432,7 @@ static void bound_element(struct scan *restrict s)
 }
 
 /* The piece ended inside an element: keep its bytes and index. */
-static int park(struct scan *restrict s)
+static int park(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     if (!t->in_element)
@@ -421,7 +452,7 @@ static int park(struct scan *restrict s)
     return SCAN_SUSPEND;
 }
 
-static void begin_element(struct scan *restrict s, const char *less_than)
+static void begin_element(struct scan *s, const char *less_than)
 {
     xml_tokenizer *t = s->t;
     assert(!t->in_element && t->assembly_bytes == 0 && s->held == 0);
@@ -439,7 +470,7 @@ static void begin_element(struct scan *restrict s, const char *less_than)
 }
 
 /* The element (or stream header, or stream end) ends just before after. */
-static int complete_element(struct scan *restrict s, const char *after, xml_event event)
+static int complete_element(struct scan *s, const char *after, xml_event event)
 {
     xml_tokenizer *t = s->t;
     uint32_t length = offset_of(s, after);
@@ -470,20 +501,23 @@ static int complete_element(struct scan *restrict s, const char *after, xml_even
 
 /* Links node n as the open element's next child. t->previous, the last
  * child so far, spares keeping (and reading) a last child in every node. */
-static bool add_node(struct scan *restrict s, uint8_t kind, uint32_t start, uint16_t *id)
+static inline __attribute__((always_inline)) bool add_node(struct scan *s, uint8_t kind,
+                                                           uint32_t start, uint16_t *id)
 {
     xml_tokenizer *t = s->t;
     if (t->node_count >= LIMIT_STANZA_NODES_MAX)
         return false;
     uint16_t n = t->node_count++;
-    s->x->nodes[n] = (struct xml_index_node){
-        .start = start,
-        .kind = kind,
-        .parent = t->current,
-        .first_child = XML_NODE_NONE,
-        .next_sibling = XML_NODE_NONE,
-        .attribute_first = t->attribute_count,
-    };
+    struct xml_index_node *node = &s->x->nodes[n];
+    /* Field by field, not zeroed as a whole: the rest are written as they
+     * become known (name at its end, namespace and start_tag_end at the
+     * '>', end when the node ends, text_flags with a text's end). */
+    node->start = start;
+    node->kind = kind;
+    node->parent = t->current;
+    node->first_child = node->next_sibling = XML_NODE_NONE;
+    node->attribute_first = t->attribute_count;
+    node->attribute_count = 0;
     if (t->previous != XML_NODE_NONE)
         s->x->nodes[t->previous].next_sibling = n;
     else if (t->current != XML_NODE_NONE)
@@ -494,11 +528,10 @@ static bool add_node(struct scan *restrict s, uint8_t kind, uint32_t start, uint
     return true;
 }
 
-static int add_text(struct scan *restrict s, uint32_t start, uint32_t end, uint8_t flags)
+/* Records a text node; callers skip empty ones (tags mostly adjoin). */
+static int add_text(struct scan *s, uint32_t start, uint32_t end, uint8_t flags)
 {
     uint16_t id;
-    if (end == start)
-        return SCAN_CONTINUE;
     if (!add_node(s, XML_NODE_TEXT, start, &id))
         return fail(s, XML_ERR_POLICY_VIOLATION);
     s->x->nodes[id].end = end;
@@ -506,7 +539,9 @@ static int add_text(struct scan *restrict s, uint32_t start, uint32_t end, uint8
     return SCAN_CONTINUE;
 }
 
-static int scan_level0(struct scan *restrict s)
+static int scan_lt(struct scan *s);
+
+static int scan_level0(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -519,11 +554,12 @@ static int scan_level0(struct scan *restrict s)
     if (*p != '<' || t->phase == PHASE_CLOSED)
         return fail(s, t->phase == PHASE_STREAM ? XML_ERR_BAD_FORMAT : XML_ERR_NOT_WELL_FORMED);
     begin_element(s, p);
-    return advance(s, p + 1, ST_LT);
+    advance(s, p + 1, ST_LT);
+    return scan_lt(s);
 }
 
 /* "<?" at the very start of the stream may open the XML declaration. */
-static int begin_xml_declaration(struct scan *restrict s, const char *p)
+static int begin_xml_declaration(struct scan *s, const char *p)
 {
     xml_tokenizer *t = s->t;
     t->in_element = 0;
@@ -536,7 +572,7 @@ static int begin_xml_declaration(struct scan *restrict s, const char *p)
     return advance(s, p, ST_XMLDECL_NAME);
 }
 
-static int open_element(struct scan *restrict s, const char *name)
+static int open_element(struct scan *s, const char *name)
 {
     xml_tokenizer *t = s->t;
     uint16_t id;
@@ -554,9 +590,9 @@ static int open_element(struct scan *restrict s, const char *name)
     return advance(s, name, ST_STAG_NAME);
 }
 
-static int scan_start_tag(struct scan *restrict s);
-static int scan_end_tag(struct scan *restrict s);
-static int close_element(struct scan *restrict s, const char *after);
+static int scan_start_tag(struct scan *s);
+static int scan_end_tag(struct scan *s);
+static int close_element(struct scan *s, const char *after);
 
 /* The common end tag, "</name>" naming the open element with no space and
  * wholly in the bytes, is matched against that name directly. Returns the
@@ -579,7 +615,7 @@ static inline const char *matching_end_tag(const struct scan *s, const char *nam
 
 /* After '<'. The tag scanners are called directly rather than through
  * run()'s dispatch: this is the hottest transition. */
-static int scan_lt(struct scan *restrict s)
+static int scan_lt(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -613,7 +649,7 @@ static int scan_lt(struct scan *restrict s)
     return r == SCAN_CONTINUE ? scan_start_tag(s) : r;
 }
 
-static int scan_xml_declaration(struct scan *restrict s)
+static int scan_xml_declaration(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -648,7 +684,7 @@ static int scan_xml_declaration(struct scan *restrict s)
 
 /* After "<!": a CDATA section inside an element; anything else is a
  * comment or a DTD declaration (restricted) or not XML at all. */
-static int scan_bang(struct scan *restrict s)
+static int scan_bang(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -674,14 +710,14 @@ static int scan_bang(struct scan *restrict s)
     return advance(s, p, ST_CDATA);
 }
 
-static int scan_cdata(struct scan *restrict s)
+static int scan_cdata(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
     int r;
     for (;;) {
         if (t->brackets == 0)
-            p = skip_plain(p, s->end, cdata_plain, ']', ']', ']', ']');
+            p = skip_plain(p, s->end, cdata_plain, ']', ']', ']');
         if (p == s->end)
             return suspend(s, p, ST_CDATA);
         unsigned char c = (unsigned char)*p;
@@ -702,7 +738,9 @@ static int scan_cdata(struct scan *restrict s)
             return fail(s, XML_ERR_NOT_WELL_FORMED);
         p++;
     }
-    if ((r = add_text(s, t->token_start, offset_of(s, p) - 2, XML_TEXT_CDATA)) != SCAN_CONTINUE)
+    uint32_t text_end = offset_of(s, p) - 2;
+    if (text_end != t->token_start &&
+        (r = add_text(s, t->token_start, text_end, XML_TEXT_CDATA)) != SCAN_CONTINUE)
         return r;
     p++;
     t->token_start = offset_of(s, p);
@@ -711,7 +749,7 @@ static int scan_cdata(struct scan *restrict s)
     return advance(s, p, ST_TEXT);
 }
 
-static int begin_reference(struct scan *restrict s, const char *p, uint8_t return_state)
+static int begin_reference(struct scan *s, const char *p, uint8_t return_state)
 {
     s->t->reference_kind = REF_START;
     s->t->reference_length = 0;
@@ -736,12 +774,15 @@ static inline size_t quick_reference(const char *p, const char *end)
 }
 
 /* Steps over character data up to the next '<' (SCAN_DONE, *p at it). */
-static inline int scan_character_data(struct scan *restrict s, const char **p)
+static inline int scan_character_data(struct scan *s, const char **p)
 {
     xml_tokenizer *t = s->t;
+    /* Tags mostly follow each other with no text between. */
+    if (*p < s->end && **p == '<')
+        return SCAN_DONE;
     for (;;) {
         if (t->brackets == 0)
-            *p = skip_plain(*p, s->end, text_plain, '<', '&', ']', ']');
+            *p = skip_plain(*p, s->end, text_plain, '<', '&', ']');
         if (*p == s->end)
             return suspend(s, *p, ST_TEXT);
         unsigned char c = (unsigned char)**p;
@@ -776,7 +817,7 @@ static inline int scan_character_data(struct scan *restrict s, const char **p)
 
 /* Element content: character data, then a tag, again while an element
  * stays open. Looping here rather than in run() spares a dispatch per tag. */
-static int scan_text(struct scan *restrict s)
+static int scan_text(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     int r;
@@ -785,7 +826,8 @@ static int scan_text(struct scan *restrict s)
         if ((r = scan_character_data(s, &p)) != SCAN_DONE)
             return r;
         uint32_t at = offset_of(s, p);
-        if ((r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
+        if (at != t->token_start &&
+            (r = add_text(s, t->token_start, at, t->text_flags)) != SCAN_CONTINUE)
             return r;
         t->tag_start = at;
         advance(s, p + 1, ST_LT);
@@ -810,7 +852,7 @@ static int hex_digit(unsigned char c)
 
 /* The ';' of a reference: only the five predefined entities and character
  * references to XML characters are allowed. */
-static int end_reference(struct scan *restrict s, const char *p)
+static int end_reference(struct scan *s, const char *p)
 {
     xml_tokenizer *t = s->t;
     if (t->reference_kind == REF_NAME) {
@@ -827,7 +869,7 @@ static int end_reference(struct scan *restrict s, const char *p)
     return advance(s, p, t->return_state);
 }
 
-static int scan_reference(struct scan *restrict s)
+static int scan_reference(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -867,7 +909,7 @@ static int scan_reference(struct scan *restrict s)
 
 /* A name with a colon (or over the bound): Namespaces in XML allow at
  * most one colon, neither first nor last. */
-static int end_prefixed_name(struct scan *restrict s, uint32_t name_length, uint16_t *prefix_length)
+static int end_prefixed_name(struct scan *s, uint32_t name_length, uint16_t *prefix_length)
 {
     char spare[LIMIT_NAME_BYTES_MAX];
     if (name_length > LIMIT_NAME_BYTES_MAX)
@@ -887,7 +929,7 @@ static int end_prefixed_name(struct scan *restrict s, uint32_t name_length, uint
 }
 
 /* Ends the name that began at t->token_start, which ends just before p. */
-static inline __attribute__((always_inline)) int end_name(struct scan *restrict s, const char *p,
+static inline __attribute__((always_inline)) int end_name(struct scan *s, const char *p,
                                                           uint16_t *length, uint16_t *prefix_length)
 {
     uint32_t name_length = offset_of(s, p) - s->t->token_start;
@@ -909,7 +951,7 @@ static inline void set_namespace(struct xml_index_node *target, uint8_t source, 
     target->ns_length = length;
 }
 
-static int resolve_header_prefix(struct scan *restrict s, const char *prefix, uint16_t prefix_length,
+static int resolve_header_prefix(struct scan *s, const char *prefix, uint16_t prefix_length,
                                  struct xml_index_node *target)
 {
     const struct xml_stream_facts *f = &s->t->facts;
@@ -931,7 +973,7 @@ static int resolve_header_prefix(struct scan *restrict s, const char *prefix, ui
 
 /* Binds a prefix (empty: the default namespace) through the declarations
  * in scope, innermost first, then the stream header's. */
-static int resolve_prefix(struct scan *restrict s, uint32_t prefix_start, uint16_t prefix_length,
+static int resolve_prefix(struct scan *s, uint32_t prefix_start, uint16_t prefix_length,
                           struct xml_index_node *target)
 {
     char spare[LIMIT_NAME_BYTES_MAX], other_spare[LIMIT_NAME_BYTES_MAX];
@@ -965,7 +1007,7 @@ static int resolve_prefix(struct scan *restrict s, uint32_t prefix_start, uint16
 
 /* Rejects a duplicate attribute (same qualified name) and records a
  * namespace declaration. */
-static int check_attribute(struct scan *restrict s, const struct xml_index_attribute *attributes, size_t i)
+static int check_attribute(struct scan *s, const struct xml_index_attribute *attributes, size_t i)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_attribute *a = &attributes[i];
@@ -1003,7 +1045,7 @@ static int check_attribute(struct scan *restrict s, const struct xml_index_attri
     return SCAN_CONTINUE;
 }
 
-static int bind_namespaces(struct scan *restrict s, struct xml_index_node *element)
+static int bind_namespaces(struct scan *s, struct xml_index_node *element)
 {
     const struct xml_index_attribute *attributes = &s->x->attributes[element->attribute_first];
     struct xml_index_node attribute_ns; /* attributes' namespaces are checked, not kept */
@@ -1030,7 +1072,7 @@ static int bind_namespaces(struct scan *restrict s, struct xml_index_node *eleme
     return SCAN_CONTINUE;
 }
 
-static int keep_fact(struct scan *restrict s, uint32_t offset, uint32_t length, uint8_t *fact_offset,
+static int keep_fact(struct scan *s, uint32_t offset, uint32_t length, uint8_t *fact_offset,
                      uint8_t *fact_length)
 {
     struct xml_stream_facts *f = &s->t->facts;
@@ -1046,7 +1088,7 @@ static int keep_fact(struct scan *restrict s, uint32_t offset, uint32_t length, 
 
 /* Copies what stanzas need from the header: its namespace declarations and
  * its prefix (to match </stream:stream>). */
-static int keep_header_facts(struct scan *restrict s, const struct xml_index_node *header)
+static int keep_header_facts(struct scan *s, const struct xml_index_node *header)
 {
     struct xml_stream_facts *f = &s->t->facts;
     int r = SCAN_CONTINUE;
@@ -1074,7 +1116,7 @@ static int keep_header_facts(struct scan *restrict s, const struct xml_index_nod
 }
 
 /* RFC 6120 4.9.3.10: the header must be <stream> in the streams namespace. */
-static int finish_header(struct scan *restrict s, const char *after, bool empty)
+static int finish_header(struct scan *s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_node *header = &s->x->nodes[0];
@@ -1100,11 +1142,10 @@ static int finish_header(struct scan *restrict s, const char *after, bool empty)
     return complete_element(s, after, XML_EVENT_STREAM_OPEN);
 }
 
-static int close_element(struct scan *restrict s, const char *after)
+static int close_element(struct scan *s, const char *after)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
-    assert(t->depth > 0 && element->kind == XML_NODE_ELEMENT);
     element->end = offset_of(s, after);
     while (t->declaration_count > 0 &&
            s->x->declarations[t->declaration_count - 1].depth >= t->depth)
@@ -1122,7 +1163,7 @@ static int close_element(struct scan *restrict s, const char *after)
 
 /* Records the start tag's xmlns attribute (known to be its only
  * declaration) as bind_namespaces would; false when too many are in scope. */
-static bool declare_default(struct scan *restrict s)
+static bool declare_default(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const struct xml_index_attribute *a = &s->x->attributes[t->default_declaration - 1];
@@ -1136,47 +1177,72 @@ static bool declare_default(struct scan *restrict s)
     return true;
 }
 
-static int finish_start_tag(struct scan *restrict s, const char *after, bool empty)
+/* After a start tag's '>' (or "/>"): into the element's content. */
+static inline int enter_content(struct scan *s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
-    struct xml_index_node *element = &s->x->nodes[t->current];
-    element->start_tag_end = offset_of(s, after);
-    /* Most start tags bind nothing: an unprefixed name whose namespace the
-     * view resolves when asked, and attributes needing no check. */
-    if (t->attribute_check || element->prefix_length > 0 || t->phase == PHASE_START) {
-        int r = bind_namespaces(s, element);
-        if (r != SCAN_CONTINUE)
-            return r;
-    } else {
-        element->ns_source = XML_NS_DEFAULT;
-        if (t->default_declaration && !declare_default(s))
-            return fail(s, XML_ERR_POLICY_VIOLATION);
-    }
-    if (t->phase == PHASE_START)
-        return finish_header(s, after, empty);
     if (empty)
         return close_element(s, after);
-    t->token_start = element->start_tag_end;
+    t->token_start = offset_of(s, after);
     t->text_flags = 0;
     t->brackets = 0;
     return advance(s, after, ST_TEXT);
 }
 
-static int add_attribute(struct scan *restrict s, const char *name)
+/* The start tags that bind something: kept out of line so that the usual
+ * path through finish_start_tag needs few registers. */
+static __attribute__((noinline)) int finish_binding_start_tag(struct scan *s, const char *after,
+                                                              bool empty)
+{
+    int r = bind_namespaces(s, &s->x->nodes[s->t->current]);
+    if (r != SCAN_CONTINUE)
+        return r;
+    if (s->t->phase == PHASE_START)
+        return finish_header(s, after, empty);
+    return enter_content(s, after, empty);
+}
+
+static inline int finish_start_tag(struct scan *s, const char *after, bool empty)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
-    if (element->attribute_count >= LIMIT_ELEMENT_ATTRIBUTES_MAX ||
-        t->attribute_count >= LIMIT_STANZA_ATTRIBUTES_MAX)
+    element->start_tag_end = offset_of(s, after);
+    if (t->attribute_check || element->prefix_length > 0 || t->phase == PHASE_START)
+        return finish_binding_start_tag(s, after, empty);
+    /* Most start tags bind nothing: an unprefixed name whose namespace the
+     * view resolves when asked, and attributes needing no check. */
+    element->ns_source = XML_NS_DEFAULT;
+    if (t->default_declaration && !declare_default(s))
         return fail(s, XML_ERR_POLICY_VIOLATION);
+    return enter_content(s, after, empty);
+}
+
+/* Opens the attribute whose name starts at name, after the whitespace that
+ * began at t->space_start; NULL when it may not start there (no
+ * whitespace, not a name) or is over a bound. */
+static inline struct xml_index_attribute *
+add_attribute(struct scan *s, struct xml_index_node *element, const char *name)
+{
+    xml_tokenizer *t = s->t;
+    unsigned char c = (unsigned char)*name;
+    if (offset_of(s, name) == t->space_start || (c < 0x80 && !(name_class[c] & NAME_START))) {
+        fail(s, XML_ERR_NOT_WELL_FORMED);
+        return NULL;
+    }
+    if (element->attribute_count >= LIMIT_ELEMENT_ATTRIBUTES_MAX ||
+        t->attribute_count >= LIMIT_STANZA_ATTRIBUTES_MAX) {
+        fail(s, XML_ERR_POLICY_VIOLATION);
+        return NULL;
+    }
     t->token_start = offset_of(s, name);
     t->name_classes = 0;
-    s->x->attributes[t->attribute_count++] = (struct xml_index_attribute){
-        .space_start = t->space_start,
-        .name_start = t->token_start,
-    };
     element->attribute_count++;
-    return SCAN_CONTINUE;
+    struct xml_index_attribute *a = &s->x->attributes[t->attribute_count++];
+    /* The other fields are all written before the tag ends. */
+    a->space_start = t->space_start;
+    a->name_start = t->token_start;
+    a->needs_unescape = 0;
+    return a;
 }
 
 /*
@@ -1185,7 +1251,7 @@ static int add_attribute(struct scan *restrict s, const char *name)
  * attributes (other than xml:) or possibly equal names can skip it. A name
  * cut by the end of a piece is not looked at: it just asks for the check.
  */
-static inline void note_attribute_name(struct scan *restrict s, const char *p,
+static inline void note_attribute_name(struct scan *s, const char *p,
                                        const struct xml_index_attribute *a)
 {
     xml_tokenizer *t = s->t;
@@ -1201,15 +1267,16 @@ static inline void note_attribute_name(struct scan *restrict s, const char *p,
         t->default_declaration = t->attribute_count; /* one past its index */
     /* A Bloom filter of the names: equal names set the same bit. */
     unsigned hash = ((unsigned char)name[0] + (unsigned char)p[-1] + 2u * a->name_length) & 63u;
-    uint64_t bit = (uint64_t)1 << hash;
-    t->attribute_check |= (t->attribute_names & bit) != 0;
-    t->attribute_names |= bit;
+    uint64_t bit = (uint64_t)1 << hash, names = t->attribute_names;
+    t->attribute_names = names | bit;
+    if (names & bit)
+        t->attribute_check = 1;
 }
 
 /* Steps over name characters up to the first other byte and returns it;
  * NULL when suspended or failed (utf8_stop tells which). Always inlined,
  * and returning the position, so that callers keep theirs in a register. */
-static inline __attribute__((always_inline)) const char *scan_name(struct scan *restrict s, const char *p,
+static inline __attribute__((always_inline)) const char *scan_name(struct scan *s, const char *p,
                                                                    const char *end, uint8_t state)
 {
     for (;;) {
@@ -1226,11 +1293,11 @@ static inline __attribute__((always_inline)) const char *scan_name(struct scan *
 }
 
 /* Steps over an attribute value and its closing quote (SCAN_DONE). */
-static inline int scan_value(struct scan *restrict s, const char **p, const char *end, unsigned char quote,
+static inline int scan_value(struct scan *s, const char **p, const char *end, unsigned char quote,
                              struct xml_index_attribute *attribute)
 {
     for (;;) {
-        *p = skip_plain(*p, end, value_plain, '<', '&', '\'', '"');
+        *p = skip_plain(*p, end, value_plain, '<', '&', (char)quote);
         if (__builtin_expect(*p == end, 0))
             return suspend(s, *p, ST_ATTR_VALUE);
         unsigned char c = (unsigned char)**p;
@@ -1260,6 +1327,76 @@ static inline int scan_value(struct scan *restrict s, const char **p, const char
     }
 }
 
+#if defined(__SSE2__)
+/* Masks of 32 bytes for quick_attribute, filled 16 at a time: bit i
+ * describes byte i. */
+struct attribute_masks {
+    uint32_t name, colon, apostrophe, quote, stop;
+};
+
+static inline void attribute_masks(__m128i v, unsigned shift, struct attribute_masks *m)
+{
+    __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    __m128i name = _mm_or_si128(
+        _mm_or_si128(in_range(folded, 'a', 26), in_range(v, '0', 11)), /* digits, ':' */
+        _mm_or_si128(in_range(v, '-', 2), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+    __m128i stop = _mm_or_si128(
+        _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)), /* and >= 0x80 */
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('<')), _mm_cmpeq_epi8(v, _mm_set1_epi8('&'))));
+    m->name |= (uint32_t)_mm_movemask_epi8(name) << shift;
+    m->colon |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(':'))) << shift;
+    m->apostrophe |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\''))) << shift;
+    m->quote |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"'))) << shift;
+    m->stop |= (uint32_t)_mm_movemask_epi8(stop) << shift;
+}
+#endif
+
+/*
+ * Reads a whole plain attribute, name="value" with at most one colon in
+ * the name and no reference, control or non-ASCII byte in the value, from
+ * the 32 bytes at p (its name's first byte), as the labels of
+ * scan_start_tag would; returns the byte after its closing quote, or NULL
+ * to leave the attribute to them. Every delimiter is found from masks of
+ * the same two loads: the labels' token-by-token scan makes each search
+ * wait for the one before.
+ */
+static inline const char *quick_attribute(struct scan *s, const char *p, const char *end,
+                                          struct xml_index_attribute *a)
+{
+#if defined(__SSE2__)
+    struct attribute_masks m = {0, 0, 0, 0, 0};
+    if (end - p < 32)
+        return NULL;
+    attribute_masks(_mm_loadu_si128((const __m128i *)(const void *)p), 0, &m);
+    attribute_masks(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)), 16, &m);
+    unsigned length = (unsigned)__builtin_ctz(~m.name | 0x80000000u); /* name bytes */
+    if (length == 0 || length > 29 || p[length] != '=')
+        return NULL;
+    uint32_t quotes = (m.apostrophe >> (length + 1)) & 1u ? m.apostrophe
+                      : (m.quote >> (length + 1)) & 1u    ? m.quote
+                                                          : 0;
+    unsigned value = length + 2, colon = (unsigned)__builtin_ctz(m.colon | 0x80000000u);
+    if ((quotes >>= value) == 0)
+        return NULL;
+    unsigned close = value + (unsigned)__builtin_ctz(quotes);
+    if ((m.stop >> value) & ((1u << (close - value)) - 1u))
+        return NULL;
+    if ((m.colon & ((1u << length) - 1u)) != 0 && /* one colon, neither first nor last */
+        ((m.colon & ((1u << length) - 1u) & ~(1u << colon)) != 0 || colon == 0 ||
+         colon + 1 == length))
+        return NULL;
+    a->name_length = (uint16_t)length;
+    a->prefix_length = (uint16_t)(colon < length ? colon : 0);
+    a->value_start = offset_of(s, p + value);
+    a->value_end = offset_of(s, p + close);
+    note_attribute_name(s, p + length, a);
+    return p + close + 1;
+#else
+    (void)s, (void)p, (void)end, (void)a;
+    return NULL;
+#endif
+}
+
 static inline const char *skip_space(const char *p, const char *end)
 {
     while (p < end && is_space((unsigned char)*p))
@@ -1270,18 +1407,19 @@ static inline const char *skip_space(const char *p, const char *end)
 /* A start tag from its name to its '>'. The labels follow the grammar;
  * the switch resumes at the one the state names. end is kept in a local:
  * the byte-sized stores into the tokenizer could alias s->end. */
-static int scan_start_tag(struct scan *restrict s)
+static int scan_start_tag(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     struct xml_index_node *element = &s->x->nodes[t->current];
     /* The attribute being read, when the state is inside one. */
-    struct xml_index_attribute *attribute =
-        t->attribute_count > 0 ? &s->x->attributes[t->attribute_count - 1] : NULL;
-    const char *p = s->p, *const end = s->end;
+    struct xml_index_attribute *attribute = NULL;
+    const char *p = s->p, *const end = s->end, *after;
     int r;
-    switch (t->state) {
-    case ST_STAG_NAME:
+    if (t->state == ST_STAG_NAME) /* from scan_lt: the common entry */
         goto element_name;
+    if (t->state >= ST_ATTR_NAME && t->state <= ST_ATTR_VALUE)
+        attribute = &s->x->attributes[t->attribute_count - 1];
+    switch (t->state) {
     case ST_TAG_SPACE:
         goto space;
     case ST_ATTR_NAME:
@@ -1311,16 +1449,15 @@ space:
         p++;
         goto empty;
     }
-    if (offset_of(s, p) == t->space_start ||
-        ((unsigned char)*p < 0x80 && !(name_class[(unsigned char)*p] & NAME_START)))
-        return fail(s, XML_ERR_NOT_WELL_FORMED);
-    if ((r = add_attribute(s, p)) != SCAN_CONTINUE)
-        return r;
-    attribute = &s->x->attributes[t->attribute_count - 1];
+    if ((attribute = add_attribute(s, element, p)) == NULL)
+        return SCAN_ERROR;
+    if ((after = quick_attribute(s, p, end, attribute)) != NULL) {
+        p = after;
+        goto value_end;
+    }
 attribute_name:
     if ((p = scan_name(s, p, end, ST_ATTR_NAME)) == NULL)
         return utf8_stop(s);
-    assert(attribute != NULL);
     if ((r = end_name(s, p, &attribute->name_length, &attribute->prefix_length)) != SCAN_CONTINUE)
         return r;
     note_attribute_name(s, p, attribute);
@@ -1336,11 +1473,11 @@ quote:
     if (*p != '\'' && *p != '"')
         return fail(s, XML_ERR_NOT_WELL_FORMED);
     t->quote = (uint8_t)*p++;
-    assert(attribute != NULL);
     attribute->value_start = offset_of(s, p);
 value:
     if ((r = scan_value(s, &p, end, t->quote, attribute)) != SCAN_DONE)
         return r;
+value_end:
     t->space_start = offset_of(s, p);
     goto space;
 empty:
@@ -1353,7 +1490,7 @@ empty:
 
 /* Matches an end tag's name with the open element's, or at stream level
  * with the header's qualified name. */
-static int match_end_tag(struct scan *restrict s, uint32_t name_end)
+static int match_end_tag(struct scan *s, uint32_t name_end)
 {
     xml_tokenizer *t = s->t;
     uint32_t length = name_end - t->token_start;
@@ -1379,7 +1516,7 @@ static int match_end_tag(struct scan *restrict s, uint32_t name_end)
     return SCAN_CONTINUE;
 }
 
-static int scan_end_tag(struct scan *restrict s)
+static int scan_end_tag(struct scan *s)
 {
     xml_tokenizer *t = s->t;
     const char *p = s->p;
@@ -1400,7 +1537,7 @@ static int scan_end_tag(struct scan *restrict s)
     return complete_element(s, p + 1, XML_EVENT_STREAM_CLOSE);
 }
 
-static int run(struct scan *restrict s)
+static int run(struct scan *s)
 {
     for (;;) {
         int r;
