@@ -140,6 +140,13 @@
  * 30 s, so the default stays below it. config: shutdown_grace_ms */
 #define LIMIT_SHUTDOWN_GRACE_MS 10000u
 
+/* Bytes of each reactor's log ring. A reactor never writes a log line
+ * itself (stderr may block); it queues the line for the logger thread. 64
+ * KiB holds several hundred lines, far more than a healthy second brings;
+ * when a flood fills it, lines are dropped and the drop is counted and
+ * reported, the reactor never waits. */
+#define LIMIT_LOG_RING_BYTES (64u * 1024u)
+
 /* Listening sockets one reactor owns (one per listener in the config). */
 #define LIMIT_LISTENERS_PER_REACTOR 16u
 

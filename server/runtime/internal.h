@@ -21,6 +21,15 @@
 #include "server/runtime/timer_wheel.h"
 
 /* Assertions document invariants and stay on in production builds. */
+/* The non-blocking logger (log.c). start/stop are reference-counted and
+ * called by rx_runtime_start/rx_runtime_wait; a reactor thread attaches at
+ * its start (from then on its lines go through its own ring) and detaches
+ * before it exits. */
+rx_status rx_log_start(void);
+void rx_log_stop(void);
+void rx_log_attach(void);
+void rx_log_detach(void);
+
 #define RX_ASSERT(condition)                                                                       \
     do {                                                                                           \
         if (!(condition)) {                                                                        \

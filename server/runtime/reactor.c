@@ -605,6 +605,7 @@ void *rx_reactor_main(void *argument)
     rx_reactor *reactor = argument;
     rx_runtime *runtime = reactor->runtime;
     current_reactor = reactor;
+    rx_log_attach();
     reactor_pin(reactor);
     bool ready = reactor_setup(reactor);
 
@@ -623,6 +624,7 @@ void *rx_reactor_main(void *argument)
     }
     atomic_store(&reactor->exited, true);
     rx_log(RX_LOG_DEBUG, "reactor %u: exited", reactor->index);
+    rx_log_detach();
     current_reactor = NULL;
     return NULL;
 }

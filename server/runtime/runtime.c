@@ -24,50 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------ logging */
-
-static rx_log_hook *log_hook;
-static void *log_context;
-static rx_log_level log_minimum = RX_LOG_INFO;
-
-void rx_log_set_hook(rx_log_hook *hook, void *context)
-{
-    log_hook = hook;
-    log_context = context;
-}
-
-void rx_log_set_level(rx_log_level minimum)
-{
-    log_minimum = minimum;
-}
-
-void rx_log(rx_log_level level, const char *format, ...)
-{
-    static const char *const names[] = {"debug", "info", "warning", "error"};
-    if (level < log_minimum) {
-        return;
-    }
-    char line[512];
-    va_list args;
-    va_start(args, format);
-    int written = vsnprintf(line, sizeof line, format, args);
-    va_end(args);
-    if (written < 0) {
-        return;
-    }
-    if (log_hook != NULL) {
-        log_hook(log_context, level, line);
-        return;
-    }
-    /* One write per line so lines from different reactors never interleave. */
-    fprintf(stderr, "starling rx %s: %s\n", names[level], line);
-}
-
-void rx_assert_failed(const char *condition, const char *file, int line)
-{
-    fprintf(stderr, "starling rx: assertion failed: %s (%s:%d)\n", condition, file, line);
-    abort();
-}
 
 const char *rx_close_reason_name(rx_close_reason reason)
 {
@@ -379,6 +335,7 @@ static void join_threads(rx_runtime *runtime, unsigned threads)
         RX_ASSERT(error == 0);
     }
     runtime->joined = true;
+    rx_log_stop();
 }
 
 rx_status rx_runtime_start(rx_runtime *runtime)
@@ -388,6 +345,10 @@ rx_status rx_runtime_start(rx_runtime *runtime)
     }
     runtime->started = true;
     if (runtime->options.handle_signals && !signals_setup(runtime)) {
+        return RX_ERR_SYSTEM;
+    }
+    if (rx_log_start() != RX_OK) {
+        rx_log(RX_LOG_ERROR, "cannot start the logger thread");
         return RX_ERR_SYSTEM;
     }
     unsigned threads = 0;
