@@ -153,4 +153,30 @@
 /* Backlog of each listening socket (the kernel caps it at somaxconn). */
 #define LIMIT_LISTEN_BACKLOG 4096u
 
+/* --------------------------------------------------------------------- SASL */
+
+/* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A
+ * localpart may be 1023 bytes (RFC 7622), 3069 even if every byte needed
+ * "=2C"-style escaping; with the gs2 header and nonce that still fits,
+ * while a message that arrives before authentication stays small. Over
+ * it: malformed-request. */
+#define LIMIT_SCRAM_MESSAGE_BYTES_MAX 4096u
+
+/* Bytes of a SCRAM nonce (client and server parts together). Real nonces
+ * are 24 to 64 characters; the bound keeps the copies both sides keep for
+ * the AuthMessage small. Over it: malformed-request. */
+#define LIMIT_SCRAM_NONCE_BYTES_MAX 256u
+
+/* Bytes of a decoded SCRAM salt. Servers use 16 to 32; a parsed salt is
+ * held in a fixed array. Over it: malformed-request. */
+#define LIMIT_SCRAM_SALT_BYTES_MAX 128u
+
+/* Iteration counts a SCRAM client accepts from a server. Below 4096 is
+ * under the floor RFC 5802 section 5 and RFC 7677 section 4 recommend
+ * (a hostile or downgraded server could collect cheap-to-crack proofs);
+ * above a million, one login would burn seconds of CPU at the server's
+ * command. Outside: the client aborts the exchange. */
+#define LIMIT_SCRAM_ITERATIONS_MIN 4096u
+#define LIMIT_SCRAM_ITERATIONS_MAX 1000000u
+
 #endif
