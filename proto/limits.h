@@ -153,6 +153,15 @@
 /* Backlog of each listening socket (the kernel caps it at somaxconn). */
 #define LIMIT_LISTEN_BACKLOG 4096u
 
+/* Outbound sockets (rx_connect) one reactor holds as ordinary descriptors
+ * at once. Each lives in the process table only from socket() until the
+ * ring has taken it into its fixed-file table (one loop iteration); the
+ * process table is capped at RLIMIT_NOFILE (20,000 on the build machines)
+ * for every reactor together, so a burst of connects must not pass through
+ * it all at once. Further connects wait in the reactor's queue. 256 per
+ * iteration still opens tens of thousands of connections a second. */
+#define LIMIT_CONNECT_SOCKETS_PER_REACTOR 256u
+
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A

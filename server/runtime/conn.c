@@ -91,7 +91,7 @@ static void conn_adopt(rx_reactor *reactor, rx_conn *conn, int slot)
     rx_stat_add(&reactor->stats.open_connections, 1);
 }
 
-static void slot_close(rx_reactor *reactor, uint32_t slot)
+void rx_slot_close(rx_reactor *reactor, uint32_t slot)
 {
     struct io_uring_sqe *sqe = rx_reactor_sqe(reactor);
     io_uring_prep_close_direct(sqe, slot);
@@ -101,28 +101,44 @@ static void slot_close(rx_reactor *reactor, uint32_t slot)
 
 static void conn_timer_fired(rx_timer *timer, void *argument);
 
-void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot)
+rx_conn *rx_conn_create(rx_reactor *reactor, int slot, const rx_listener_ops *ops,
+                        uint64_t handshake_start_ms)
 {
     rx_conn *conn = conn_allocate(reactor);
     if (conn == NULL) {
         rx_log(RX_LOG_ERROR, "reactor %u: out of memory for a connection", reactor->index);
-        rx_stat_add(&reactor->stats.accept_refused, 1);
-        slot_close(reactor, (uint32_t)slot);
-        return;
+        rx_slot_close(reactor, (uint32_t)slot);
+        return NULL;
     }
-    const rx_listener *listener = &reactor->runtime->listeners[listener_index];
     conn_adopt(reactor, conn, slot);
-    conn->ops = listener->ops;
-    conn->handshake_deadline_ms = reactor->now_ms + reactor->runtime->options.handshake_timeout_ms;
+    conn->ops = ops;
+    conn->handshake_deadline_ms =
+        handshake_start_ms + reactor->runtime->options.handshake_timeout_ms;
     conn->last_receive_ms = reactor->now_ms;
     rx_timer_init(&conn->timer, conn_timer_fired, conn);
-    rx_stat_add(&reactor->stats.accepted, 1);
     rx_conn_schedule_timer(conn);
     rx_conn_service(conn);
-    conn->ops->on_open(conn, listener->context);
-    if (reactor->shutting_down) {
+    return conn;
+}
+
+void rx_conn_opened(rx_conn *conn, void *context)
+{
+    conn->ops->on_open(conn, context);
+    if (conn->reactor->shutting_down) {
         rx_conn_shutdown(conn);
     }
+}
+
+void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot)
+{
+    const rx_listener *listener = &reactor->runtime->listeners[listener_index];
+    rx_conn *conn = rx_conn_create(reactor, slot, listener->ops, reactor->now_ms);
+    if (conn == NULL) {
+        rx_stat_add(&reactor->stats.accept_refused, 1);
+        return;
+    }
+    rx_stat_add(&reactor->stats.accepted, 1);
+    rx_conn_opened(conn, listener->context);
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -211,13 +227,18 @@ static void conn_arm_recv(rx_conn *conn)
     conn->inflight++;
 }
 
-static void conn_cancel_recv(rx_conn *conn)
+static void conn_cancel_op(rx_conn *conn, enum rx_op op)
 {
     struct io_uring_sqe *sqe = rx_reactor_sqe(conn->reactor);
-    io_uring_prep_cancel64(sqe, rx_user_data(RX_OP_RECV, conn->generation, conn->slot), 0);
+    io_uring_prep_cancel64(sqe, rx_user_data(op, conn->generation, conn->slot), 0);
     io_uring_sqe_set_data64(sqe, rx_user_data(RX_OP_CANCEL, conn->generation, conn->slot));
-    conn->flags |= CONN_RECV_CANCELLING;
     conn->inflight++;
+}
+
+static void conn_cancel_recv(rx_conn *conn)
+{
+    conn_cancel_op(conn, RX_OP_RECV);
+    conn->flags |= CONN_RECV_CANCELLING;
 }
 
 static void conn_peer_closed(rx_conn *conn)
@@ -408,12 +429,14 @@ static void conn_release(rx_reactor *reactor, rx_conn *conn)
         rx_stat_add(&reactor->stats.write_timeouts, 1);
     }
     conn->ops->on_close(conn, (rx_close_reason)conn->close_reason);
-    if (conn->inflight > 0) {
-        struct io_uring_sqe *sqe = rx_reactor_sqe(reactor);
-        io_uring_prep_cancel_fd(sqe, (int)conn->slot,
-                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
-        io_uring_sqe_set_data64(sqe, rx_user_data(RX_OP_CANCEL, conn->generation, conn->slot));
-        conn->inflight++;
+    /* Cancelled by user_data, which the kernel finds through its hash: a
+     * cancel by descriptor walks every armed request of the ring, so closing
+     * n connections at once (a shutdown) would cost n squared. */
+    if (conn->flags & CONN_RECV_ARMED) {
+        conn_cancel_op(conn, RX_OP_RECV);
+    }
+    if (conn->flags & CONN_SENDING) {
+        conn_cancel_op(conn, RX_OP_SEND);
     }
     rx_conn_service(conn);
 }
@@ -601,7 +624,7 @@ void rx_conn_move_sent(rx_reactor *reactor, uint32_t slot, int result)
         reactor->connection_count--;
         rx_stat_add(&reactor->stats.open_connections, -1);
         rx_stat_add(&reactor->stats.moves_out, 1);
-        slot_close(reactor, slot);
+        rx_slot_close(reactor, slot);
         return;
     }
     rx_conn *conn = (rx_conn *)(tagged & ~(uintptr_t)1u);

@@ -39,21 +39,24 @@ void rx_log_detach(void);
 __attribute__((noreturn)) void rx_assert_failed(const char *condition, const char *file, int line);
 
 /* user_data: op in the top 8 bits, then a 24-bit connection generation, then
- * the 32-bit slot (fixed-file index). RX_OP_MOVE_ARRIVE carries a pointer in
- * the low 56 bits instead. */
+ * the 32-bit slot (fixed-file index). RX_OP_MOVE_ARRIVE, RX_OP_CONNECT_INSTALL
+ * and RX_OP_CONNECT carry a pointer in the low 56 bits instead. */
 enum rx_op {
-    RX_OP_ACCEPT = 1,   /* slot = listener index */
-    RX_OP_RECV,         /* multishot recv of a connection */
-    RX_OP_SEND,         /* send or sendmsg of a connection */
-    RX_OP_CANCEL,       /* a cancel aimed at a connection's ops */
-    RX_OP_CLOSE,        /* close_direct of a released connection */
-    RX_OP_CLOSE_SLOT,   /* close_direct of a slot with no connection */
-    RX_OP_MOVE_SEND,    /* msg_ring SEND_FD completion on the source */
-    RX_OP_MOVE_ARRIVE,  /* the moved descriptor arrived on the target */
-    RX_OP_WAKE,         /* msg_ring DATA from another reactor */
-    RX_OP_EVENT_FD,     /* multishot poll on the producer eventfd */
-    RX_OP_SIGNAL_FD,    /* multishot poll on the signalfd (reactor 0) */
-    RX_OP_ACCEPT_CANCEL /* cancel of the multishot accepts at shutdown */
+    RX_OP_ACCEPT = 1,      /* slot = listener index */
+    RX_OP_RECV,            /* multishot recv of a connection */
+    RX_OP_SEND,            /* send or sendmsg of a connection */
+    RX_OP_CANCEL,          /* a cancel aimed at a connection's ops */
+    RX_OP_CLOSE,           /* close_direct of a released connection */
+    RX_OP_CLOSE_SLOT,      /* close_direct of a slot with no connection */
+    RX_OP_MOVE_SEND,       /* msg_ring SEND_FD completion on the source */
+    RX_OP_MOVE_ARRIVE,     /* the moved descriptor arrived on the target */
+    RX_OP_WAKE,            /* msg_ring DATA from another reactor */
+    RX_OP_EVENT_FD,        /* multishot poll on the producer eventfd */
+    RX_OP_SIGNAL_FD,       /* multishot poll on the signalfd (reactor 0) */
+    RX_OP_ACCEPT_CANCEL,   /* cancel of the multishot accepts at shutdown */
+    RX_OP_CONNECT_INSTALL, /* files_update of an outbound socket (pointer) */
+    RX_OP_CONNECT,         /* connect on the fixed file (pointer) */
+    RX_OP_CONNECT_CANCEL   /* cancel of a connect (timeout, shutdown) */
 };
 
 #define RX_USER_DATA_POINTER_MASK ((UINT64_C(1) << 56) - 1)
@@ -145,6 +148,9 @@ typedef struct rx_stats_atomic {
     _Atomic uint64_t write_timeouts;
     _Atomic uint64_t messages_received;
     _Atomic uint64_t wakes_sent;
+    _Atomic uint64_t connects_started;
+    _Atomic uint64_t connects_succeeded;
+    _Atomic uint64_t connects_failed;
 } rx_stats_atomic;
 
 static inline void rx_stat_add(_Atomic uint64_t *counter, int64_t delta)
@@ -206,6 +212,14 @@ struct rx_reactor {
     uint64_t shutdown_deadline_ms;
     uint64_t last_refusal_log_ms;
 
+    /* Outbound connects (connect.c): every request alive, the FIFO of those
+     * still waiting for a socket, and the ordinary descriptors they hold. */
+    struct rx_connect_request *connects;
+    struct rx_connect_request *connect_queue_head;
+    struct rx_connect_request *connect_queue_tail;
+    unsigned connects_pending;
+    unsigned connect_sockets_open;
+
     rx_stats_atomic stats;
 };
 
@@ -250,8 +264,13 @@ void *rx_reactor_main(void *argument);
 void rx_reactor_wake_external(rx_reactor *reactor);
 rx_mailbox *rx_inbox_for(rx_reactor *target, unsigned source_index);
 
-/* Connections (conn.c). */
+/* Connections (conn.c). create adopts slot as a new connection (NULL, with
+ * the slot closed, when no struct could be had); opened then calls on_open. */
 void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot);
+rx_conn *rx_conn_create(rx_reactor *reactor, int slot, const rx_listener_ops *ops,
+                        uint64_t handshake_start_ms);
+void rx_conn_opened(rx_conn *conn, void *context);
+void rx_slot_close(rx_reactor *reactor, uint32_t slot);
 void rx_conn_on_cqe(rx_reactor *reactor, enum rx_op op, uint64_t user_data,
                     const struct io_uring_cqe *cqe);
 void rx_conn_move_arrived(rx_reactor *reactor, rx_conn *conn, int result);
@@ -265,6 +284,15 @@ void rx_conn_schedule_timer(rx_conn *conn);
 void rx_conn_service(rx_conn *conn);
 void rx_conn_op_done(rx_conn *conn);
 void rx_conn_shutdown(rx_conn *conn);
+
+/* Outbound connects (connect.c). run opens queued sockets (bounded per
+ * iteration); the completions come back through on_cqe; shutdown cancels
+ * every pending connect; free_all closes what a stuck exit left behind. */
+void rx_reactor_run_connects(rx_reactor *reactor);
+bool rx_reactor_connects_runnable(const rx_reactor *reactor);
+void rx_connect_on_cqe(rx_reactor *reactor, enum rx_op op, uint64_t user_data, int result);
+void rx_reactor_connects_shutdown(rx_reactor *reactor);
+void rx_reactor_connects_free_all(rx_reactor *reactor);
 
 /* Send queues (send.c). */
 void rx_reactor_flush_writes(rx_reactor *reactor);

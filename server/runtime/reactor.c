@@ -423,6 +423,11 @@ static void dispatch(rx_reactor *reactor, const struct io_uring_cqe *cqe)
     case RX_OP_ACCEPT_CANCEL:
         reactor->misc_inflight--;
         break;
+    case RX_OP_CONNECT_INSTALL:
+    case RX_OP_CONNECT:
+    case RX_OP_CONNECT_CANCEL:
+        rx_connect_on_cqe(reactor, op, user_data, cqe->res);
+        break;
     case RX_OP_MOVE_SEND:
         rx_conn_move_sent(reactor, slot, cqe->res);
         break;
@@ -491,6 +496,7 @@ static void shutdown_begin(rx_reactor *reactor)
             rx_conn_shutdown(conn);
         }
     }
+    rx_reactor_connects_shutdown(reactor);
 }
 
 static void shutdown_abort_all(rx_reactor *reactor)
@@ -523,8 +529,8 @@ static bool shutdown_step(rx_reactor *reactor)
     if (!reactor->aborted_all && reactor->now_ms >= reactor->shutdown_deadline_ms) {
         shutdown_abort_all(reactor);
     }
-    bool idle = reactor->connection_count == 0 && reactor->misc_inflight == 0 &&
-                atomic_load(&reactor->runtime->moves_in_flight) == 0;
+    bool idle = reactor->connection_count == 0 && reactor->connects_pending == 0 &&
+                reactor->misc_inflight == 0 && atomic_load(&reactor->runtime->moves_in_flight) == 0;
     if (idle) {
         return true;
     }
@@ -544,7 +550,7 @@ static bool work_pending(const rx_reactor *reactor)
         !reactor->shutting_down &&
         atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_relaxed);
     return stop_unseen || reactor->write_list != NULL || reactor->service_list != NULL ||
-           reactor->release_list != NULL ||
+           reactor->release_list != NULL || rx_reactor_connects_runnable(reactor) ||
            atomic_load_explicit(&reactor->wake_pending, memory_order_relaxed) ||
            atomic_load_explicit(&reactor->external_wake_pending, memory_order_relaxed);
 }
@@ -586,6 +592,7 @@ static void reactor_loop(rx_reactor *reactor)
         if (shutdown_step(reactor)) {
             break;
         }
+        rx_reactor_run_connects(reactor);
         rx_reactor_flush_writes(reactor);
         rx_reactor_run_service(reactor);
         rx_reactor_run_releases(reactor);

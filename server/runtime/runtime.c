@@ -24,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 const char *rx_close_reason_name(rx_close_reason reason)
 {
     static const char *const names[] = {
@@ -419,6 +418,8 @@ static void reactor_destroy(rx_runtime *runtime, rx_reactor *reactor)
     if (reactor->ring_fd >= 0) {
         io_uring_queue_exit(&reactor->ring);
     }
+    /* After the ring is gone, so the kernel no longer writes to requests. */
+    rx_reactor_connects_free_all(reactor);
     rx_conn_free_all_chunks(reactor);
     rx_reactor_free_send_contexts(reactor);
     free(reactor->slots);
@@ -490,6 +491,9 @@ rx_status rx_runtime_stats(const rx_runtime *runtime, unsigned reactor_index,
     RX_STAT_COPY(write_timeouts);
     RX_STAT_COPY(messages_received);
     RX_STAT_COPY(wakes_sent);
+    RX_STAT_COPY(connects_started);
+    RX_STAT_COPY(connects_succeeded);
+    RX_STAT_COPY(connects_failed);
 #undef RX_STAT_COPY
     return RX_OK;
 }

@@ -10,7 +10,9 @@
  *
  * Thread rules (asserted):
  *   - Every rx_conn_*, rx_timer_* and rx_post call is made on the reactor
- *     thread that currently owns the object, normally from inside a callback.
+ *     thread that currently owns the object, normally from inside a
+ *     callback; rx_connect on the reactor thread that is to own the new
+ *     connection.
  *   - rx_runtime_create/add_listener/start/wait/destroy are called from one
  *     control thread (usually main). rx_runtime_stop and rx_producer_post may
  *     be called from any thread.
@@ -114,7 +116,9 @@ void rx_options_init(rx_options *options);
  * connection keeps it. Every callback runs on the reactor thread that owns
  * the connection at that moment. NULL optional callbacks are skipped. */
 typedef struct rx_listener_ops {
-    /* Required. A connection was accepted; the handshake timer runs. */
+    /* Required. A connection was accepted (listener_context is the
+     * listener's) or an rx_connect succeeded (it is rx_connect's context);
+     * the handshake timer runs. */
     void (*on_open)(rx_conn *conn, void *listener_context);
     /* Required. bytes points into a provided receive buffer and is valid
      * only until on_data returns (the buffer goes back to the kernel right
@@ -140,6 +144,12 @@ typedef struct rx_listener_ops {
      * When NULL the runtime calls rx_conn_close itself. Whatever is still
      * open when the grace period ends is aborted (RX_CLOSE_SHUTDOWN). */
     void (*on_shutdown)(rx_conn *conn);
+    /* Optional, outbound connections only (rx_connect). The connect failed
+     * (error is a positive errno: ECONNREFUSED, ETIMEDOUT, EADDRNOTAVAIL,
+     * ENFILE when the ring's table was full, ECANCELED at shutdown, ...);
+     * no connection exists and on_open will not be called. context is the
+     * one given to rx_connect. */
+    void (*on_connect_failed)(void *context, int error);
 } rx_listener_ops;
 
 /* ------------------------------------------------------------------ runtime */
@@ -192,6 +202,9 @@ typedef struct rx_reactor_stats {
     uint64_t write_timeouts;
     uint64_t messages_received; /* mailbox messages handled */
     uint64_t wakes_sent;        /* msg_ring wake-ups sent to others */
+    uint64_t connects_started;  /* rx_connect calls that returned RX_OK */
+    uint64_t connects_succeeded;
+    uint64_t connects_failed; /* on_connect_failed calls */
 } rx_reactor_stats;
 
 rx_status rx_runtime_stats(const rx_runtime *runtime, unsigned reactor_index,
@@ -208,6 +221,27 @@ rx_runtime *rx_reactor_runtime(const rx_reactor *reactor);
 uint64_t rx_now_ms(void);
 
 /* -------------------------------------------------------------- connection */
+
+/* Opens an outbound TCP connection to address:port (IPv4 or IPv6 literal)
+ * on the calling reactor thread; the connection belongs to this reactor.
+ * source_address (NULL = any; same family as address) is bound with
+ * IP_BIND_ADDRESS_NO_PORT, so each source address has its own ephemeral
+ * port range. The socket passes through the process descriptor table for
+ * at most one loop iteration (at most LIMIT_CONNECT_SOCKETS_PER_REACTOR at
+ * once; further connects queue) and then lives as a direct descriptor, so
+ * outbound connections are bounded by connections_per_reactor, not by
+ * RLIMIT_NOFILE. ops and context are borrowed until one of the outcomes:
+ *   - success: ops->on_open(conn, context), then the connection behaves
+ *     exactly like an accepted one (callbacks, timeouts, sends, moves);
+ *   - failure: ops->on_connect_failed(context, errno), exactly once.
+ * The handshake timeout runs from this call: it bounds the connect
+ * (ETIMEDOUT) and what remains of it bounds the handshake. Neither outcome
+ * runs inside this call. Returns RX_OK (an outcome follows), RX_ERR_INVALID
+ * (bad address, missing required callback), RX_ERR_FULL (this reactor's
+ * connections and pending connects fill its table), RX_ERR_NOMEM, or
+ * RX_ERR_STATE (shutting down). Must be called on a reactor thread. */
+rx_status rx_connect(const char *address, uint16_t port, const char *source_address,
+                     const rx_listener_ops *ops, void *context) __attribute__((warn_unused_result));
 
 /* Queue a copy of bytes (borrowed) for sending. Small sends coalesce into the
  * tail segment. Output is flushed once per loop iteration. Returns RX_OK,

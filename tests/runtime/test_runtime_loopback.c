@@ -9,6 +9,7 @@
  * stays open on shutdown). Every wait is bounded in time.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -910,6 +911,351 @@ static void test_timeouts(void)
     server_stop(runtime);
 }
 
+/* ------------------------------------------------ 8. outbound connections */
+
+/* The connecting side: a second runtime in this process whose reactors
+ * call rx_connect, kicked off through a producer. Each connection sends
+ * 'E' and its number as 8 digits, expects the 8 digits back, and closes
+ * (or, with hold set, stays open until the client runtime stops). */
+#define NUMBER_BYTES 8
+
+typedef struct client_conn {
+    unsigned number;
+    unsigned received;
+    char expected[NUMBER_BYTES + 1];
+} client_conn;
+
+static struct {
+    atomic_uint opened;
+    atomic_uint closed;
+    atomic_uint echo_ok;
+    atomic_uint echo_bad;
+    atomic_uint failed;
+    atomic_uint connect_refusals;
+    atomic_int last_error;
+    uint16_t port;
+    bool hold;
+    bool with_sources;
+} client;
+
+static void client_on_open(rx_conn *conn, void *context)
+{
+    client_conn *state = calloc(1, sizeof *state);
+    if (state == NULL) {
+        abort();
+    }
+    state->number = (unsigned)(uintptr_t)context;
+    snprintf(state->expected, sizeof state->expected, "%08u", state->number);
+    rx_conn_set_userdata(conn, state);
+    atomic_fetch_add(&client.opened, 1);
+    rx_conn_handshake_done(conn);
+    if (!client.hold && (rx_conn_send(conn, "E", 1) != RX_OK ||
+                         rx_conn_send(conn, state->expected, NUMBER_BYTES) != RX_OK)) {
+        atomic_fetch_add(&client.echo_bad, 1);
+    }
+}
+
+static void client_on_data(rx_conn *conn, const uint8_t *bytes, size_t len)
+{
+    client_conn *state = rx_conn_userdata(conn);
+    for (size_t i = 0; i < len; i++) {
+        if (state->received >= NUMBER_BYTES || bytes[i] != state->expected[state->received]) {
+            atomic_fetch_add(&client.echo_bad, 1);
+            rx_conn_abort(conn);
+            return;
+        }
+        state->received++;
+    }
+    if (state->received == NUMBER_BYTES) {
+        atomic_fetch_add(&client.echo_ok, 1);
+        rx_conn_close(conn);
+    }
+}
+
+static void client_on_close(rx_conn *conn, rx_close_reason reason)
+{
+    (void)reason;
+    free(rx_conn_userdata(conn));
+    atomic_fetch_add(&client.closed, 1);
+}
+
+static void client_on_connect_failed(void *context, int error)
+{
+    (void)context;
+    atomic_store(&client.last_error, error);
+    atomic_fetch_add(&client.failed, 1);
+}
+
+static const rx_listener_ops client_ops = {
+    .on_open = client_on_open,
+    .on_data = client_on_data,
+    .on_close = client_on_close,
+    .on_connect_failed = client_on_connect_failed,
+};
+
+/* words[0]: first number, words[1]: how many. Sources cycle through
+ * 127.0.0.1..127.0.0.4 when asked. */
+static void connects_start(const rx_message *message)
+{
+    static const char *const sources[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"};
+    for (uint64_t i = 0; i < message->words[1]; i++) {
+        unsigned number = (unsigned)(message->words[0] + i);
+        const char *source = client.with_sources ? sources[number % 4] : NULL;
+        rx_status status =
+            rx_connect("127.0.0.1", client.port, source, &client_ops, (void *)(uintptr_t)number);
+        if (status != RX_OK) {
+            atomic_fetch_add(&client.connect_refusals, 1);
+        }
+    }
+}
+
+static rx_runtime *client_start(rx_producer **producer)
+{
+    rx_options options;
+    test_options(&options);
+    rx_runtime *runtime = rx_runtime_create(&options);
+    if (runtime == NULL) {
+        return NULL;
+    }
+    *producer = rx_producer_create(runtime);
+    if (*producer == NULL || rx_runtime_start(runtime) != RX_OK) {
+        rx_runtime_destroy(runtime);
+        return NULL;
+    }
+    return runtime;
+}
+
+/* Splits count connects evenly over the client's reactors. */
+static bool connects_post(rx_runtime *runtime, rx_producer *producer, unsigned count)
+{
+    unsigned reactors = rx_runtime_reactor_count(runtime);
+    bool ok = true;
+    for (unsigned i = 0; i < reactors; i++) {
+        unsigned first = count * i / reactors;
+        rx_message message = {.function = connects_start};
+        message.words[0] = first;
+        message.words[1] = count * (i + 1) / reactors - first;
+        ok = ok && rx_producer_post(producer, i, &message) == RX_OK;
+    }
+    return ok;
+}
+
+static rx_reactor_stats connect_stats_sum(rx_runtime *runtime)
+{
+    rx_reactor_stats sum;
+    memset(&sum, 0, sizeof sum);
+    for (unsigned i = 0; i < rx_runtime_reactor_count(runtime); i++) {
+        rx_reactor_stats one;
+        if (rx_runtime_stats(runtime, i, &one) == RX_OK) {
+            sum.open_connections += one.open_connections;
+            sum.connects_started += one.connects_started;
+            sum.connects_succeeded += one.connects_succeeded;
+            sum.connects_failed += one.connects_failed;
+        }
+    }
+    return sum;
+}
+
+#define CONNECT_ECHO_COUNT 1000u
+
+static void test_connect_echo(void)
+{
+    app_reset();
+    memset(&client, 0, sizeof client);
+    rx_options options;
+    test_options(&options);
+    rx_runtime *server = server_start(&options, &client.port);
+    rx_producer *producer = NULL;
+    rx_runtime *runtime = client_start(&producer);
+    CHECK(server != NULL && runtime != NULL);
+    if (server == NULL || runtime == NULL) {
+        return;
+    }
+    CHECK(connects_post(runtime, producer, CONNECT_ECHO_COUNT));
+    CHECK(wait_for(&client.closed, CONNECT_ECHO_COUNT, 30000));
+    CHECK(wait_for(&app.closed, CONNECT_ECHO_COUNT, 10000));
+    CHECK(atomic_load(&client.opened) == CONNECT_ECHO_COUNT);
+    CHECK(atomic_load(&client.echo_ok) == CONNECT_ECHO_COUNT);
+    CHECK(atomic_load(&client.echo_bad) == 0);
+    CHECK(atomic_load(&client.failed) == 0 && atomic_load(&client.connect_refusals) == 0);
+    CHECK(atomic_load(&app.opened) == CONNECT_ECHO_COUNT);
+    rx_reactor_stats sum = connect_stats_sum(runtime);
+    CHECK(sum.connects_started == CONNECT_ECHO_COUNT);
+    CHECK(sum.connects_succeeded == CONNECT_ECHO_COUNT && sum.connects_failed == 0);
+    CHECK(sum.open_connections == 0);
+    CHECK(stats_sum(server).open_connections == 0);
+    server_stop(runtime);
+    server_stop(server);
+}
+
+/* Ordinary descriptors this process holds now. */
+static unsigned process_fd_count(void)
+{
+    DIR *directory = opendir("/proc/self/fd");
+    if (directory == NULL) {
+        return UINT32_MAX;
+    }
+    unsigned count = 0;
+    while (readdir(directory) != NULL) {
+        count++;
+    }
+    (void)closedir(directory);
+    return count;
+}
+
+#define BEYOND_COUNT 25000u
+
+/* Polls until both sides hold every connection, tracking the process's
+ * ordinary descriptors all along. */
+static bool beyond_wait_open(rx_runtime *server, rx_runtime *runtime, unsigned *fds_max)
+{
+    unsigned long long deadline = harness_now_ms() + 45000;
+    while (harness_now_ms() < deadline) {
+        unsigned fds = process_fd_count();
+        *fds_max = fds > *fds_max ? fds : *fds_max;
+        if (connect_stats_sum(runtime).open_connections == BEYOND_COUNT &&
+            stats_sum(server).open_connections == BEYOND_COUNT) {
+            return true;
+        }
+        if (atomic_load(&client.failed) + atomic_load(&client.connect_refusals) > 0) {
+            return false;
+        }
+        usleep(2000);
+    }
+    return false;
+}
+
+static void test_connect_beyond_fd_limit(void)
+{
+    app_reset();
+    memset(&client, 0, sizeof client);
+    client.hold = true;
+    client.with_sources = true;
+    rx_options options;
+    test_options(&options);
+    rx_runtime *server = server_start(&options, &client.port);
+    rx_producer *producer = NULL;
+    rx_runtime *runtime = client_start(&producer);
+    CHECK(server != NULL && runtime != NULL);
+    if (server == NULL || runtime == NULL) {
+        return;
+    }
+    unsigned long long start = harness_now_ms();
+    unsigned fds_max = 0;
+    CHECK(connects_post(runtime, producer, BEYOND_COUNT));
+    CHECK(beyond_wait_open(server, runtime, &fds_max));
+    unsigned long long opened_ms = harness_now_ms() - start;
+    rx_reactor_stats sum = connect_stats_sum(runtime);
+    fprintf(stderr, "   %u open on each side after %llu ms, ordinary fds at most %u\n",
+            (unsigned)sum.open_connections, opened_ms, fds_max);
+    CHECK(atomic_load(&client.opened) == BEYOND_COUNT);
+    CHECK(atomic_load(&client.failed) == 0 && atomic_load(&client.connect_refusals) == 0);
+    CHECK(fds_max < 2000);
+    server_stop(runtime);
+    unsigned long long client_closed_ms = harness_now_ms() - start;
+    CHECK(atomic_load(&client.closed) == BEYOND_COUNT);
+    CHECK(wait_for(&app.closed, BEYOND_COUNT, 20000));
+    CHECK(stats_sum(server).open_connections == 0);
+    unsigned long long server_closed_ms = harness_now_ms() - start;
+    server_stop(server);
+    fprintf(stderr, "   client closed at %llu ms, server side at %llu ms, whole test %llu ms\n",
+            client_closed_ms, server_closed_ms, harness_now_ms() - start);
+}
+
+static void test_connect_refused(void)
+{
+    memset(&client, 0, sizeof client);
+    /* Bound but not listening: nothing else can take the port, and a SYN to
+     * it is answered with a reset. */
+    int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    CHECK(holder >= 0 && bind(holder, (struct sockaddr *)&address, sizeof address) == 0 &&
+          getsockname(holder, (struct sockaddr *)&address, &length) == 0);
+    client.port = ntohs(address.sin_port);
+    rx_producer *producer = NULL;
+    rx_runtime *runtime = client_start(&producer);
+    CHECK(runtime != NULL);
+    if (runtime == NULL) {
+        close(holder);
+        return;
+    }
+    rx_message message = {.function = connects_start};
+    message.words[1] = 1;
+    CHECK(rx_producer_post(producer, 0, &message) == RX_OK);
+    CHECK(wait_for(&client.failed, 1, 10000));
+    usleep(200 * 1000);
+    CHECK(atomic_load(&client.failed) == 1);
+    CHECK(atomic_load(&client.last_error) == ECONNREFUSED);
+    CHECK(atomic_load(&client.opened) == 0);
+    rx_reactor_stats sum = connect_stats_sum(runtime);
+    CHECK(sum.connects_started == 1 && sum.connects_failed == 1 && sum.connects_succeeded == 0);
+    server_stop(runtime);
+    close(holder);
+}
+
+/* A client runtime with the given handshake timeout that starts two
+ * connects to client.port from reactor 0. */
+static rx_runtime *connects_two(unsigned handshake_timeout_ms)
+{
+    rx_options options;
+    test_options(&options);
+    options.handshake_timeout_ms = handshake_timeout_ms;
+    rx_runtime *runtime = rx_runtime_create(&options);
+    rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
+    if (producer == NULL || rx_runtime_start(runtime) != RX_OK) {
+        if (runtime != NULL) {
+            rx_runtime_destroy(runtime);
+        }
+        return NULL;
+    }
+    rx_message message = {.function = connects_start};
+    message.words[1] = 2;
+    if (rx_producer_post(producer, 0, &message) != RX_OK) {
+        server_stop(runtime);
+        return NULL;
+    }
+    return runtime;
+}
+
+/* A listener with backlog 0 whose one queued connection is never accepted
+ * drops every further SYN, so a connect to it hangs until the handshake
+ * timeout ends it (ETIMEDOUT), or a shutdown does (ECANCELED). */
+static void test_connect_timeout(void)
+{
+    memset(&client, 0, sizeof client);
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    CHECK(listener >= 0 && bind(listener, (struct sockaddr *)&address, sizeof address) == 0 &&
+          getsockname(listener, (struct sockaddr *)&address, &length) == 0 &&
+          listen(listener, 0) == 0);
+    client.port = ntohs(address.sin_port);
+    int filler = client_connect(client.port);
+    CHECK(filler >= 0);
+    usleep(20 * 1000);
+    unsigned long long start = harness_now_ms();
+    rx_runtime *runtime = connects_two(300);
+    CHECK(runtime != NULL && wait_for(&client.failed, 2, 10000));
+    unsigned long long elapsed_ms = harness_now_ms() - start;
+    fprintf(stderr, "   timed out after %llu ms\n", elapsed_ms);
+    CHECK(elapsed_ms >= 300 && elapsed_ms < 3000);
+    CHECK(atomic_load(&client.last_error) == ETIMEDOUT);
+    rx_reactor_stats sum = connect_stats_sum(runtime);
+    CHECK(sum.connects_started == 2 && sum.connects_failed == 2);
+    server_stop(runtime);
+    runtime = connects_two(0);
+    CHECK(runtime != NULL);
+    usleep(100 * 1000);
+    CHECK(atomic_load(&client.failed) == 2);
+    server_stop(runtime);
+    CHECK(atomic_load(&client.failed) == 4);
+    CHECK(atomic_load(&client.last_error) == ECANCELED);
+    CHECK(atomic_load(&client.opened) == 0);
+    close(filler);
+    close(listener);
+}
+
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
@@ -922,6 +1268,10 @@ int main(int argc, char **argv)
     harness_run("shutdown_stop", test_shutdown_stop, filter);
     harness_run("post", test_post, filter);
     harness_run("timeouts", test_timeouts, filter);
+    harness_run("connect_echo", test_connect_echo, filter);
+    harness_run("connect_beyond_fd_limit", test_connect_beyond_fd_limit, filter);
+    harness_run("connect_refused", test_connect_refused, filter);
+    harness_run("connect_timeout", test_connect_timeout, filter);
     /* Last: it leaves SIGTERM blocked in this thread. */
     harness_run("shutdown_signal", test_shutdown_signal, filter);
     return harness_finish();
