@@ -2,9 +2,7 @@
  * test_histogram.c: unit tests of the bench latency histogram.
  *
  * Expected numbers are worked out by hand in the comments beside them, not
- * read back from the code under test. A tiny harness is kept here so the
- * test stands alone: CHECK records a failure and lets the test carry on,
- * and the run ends with "N passed, M failed" and a non-zero exit on failure.
+ * read back from the code under test. The harness is tests/harness.h.
  */
 #include "bench/src/histogram.h"
 
@@ -14,31 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static unsigned tests_passed;
-static unsigned tests_failed;
-static bool current_failed;
-
-#define CHECK(condition)                                                                           \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition);          \
-            current_failed = true;                                                                 \
-        }                                                                                          \
-    } while (0)
-
-static void run(const char *name, void (*test)(void))
-{
-    current_failed = false;
-    fprintf(stderr, "-- %s\n", name);
-    test();
-    if (current_failed) {
-        tests_failed++;
-        fprintf(stderr, "FAIL %s\n", name);
-    } else {
-        tests_passed++;
-        fprintf(stderr, "ok   %s\n", name);
-    }
-}
+#include "tests/harness.h"
 
 #define MICROSECONDS_PER_MINUTE 60000000u
 #define MICROSECONDS_PER_HOUR   3600000000u
@@ -456,18 +430,18 @@ static void test_percentile_iterator(void)
 
 int main(void)
 {
-    run("create_rejects_bad_configurations", test_create_rejects_bad_configurations);
-    run("memory_for_one_minute_in_microseconds", test_memory_for_one_minute_in_microseconds);
-    run("empty", test_empty);
-    run("single_value", test_single_value);
-    run("uniform_three_digits", test_uniform_three_digits);
-    run("bucket_boundaries", test_bucket_boundaries);
-    run("clamping", test_clamping);
-    run("min_max_mean_exact", test_min_max_mean_exact);
-    run("merge_equals_single_recording", test_merge_equals_single_recording);
-    run("coordinated_omission_correction", test_coordinated_omission_correction);
-    run("reset", test_reset);
-    run("percentile_iterator", test_percentile_iterator);
-    printf("%u passed, %u failed\n", tests_passed, tests_failed);
-    return tests_failed == 0 && tests_passed > 0 ? 0 : 1;
+    harness_run("create_rejects_bad_configurations", test_create_rejects_bad_configurations, NULL);
+    harness_run("memory_for_one_minute_in_microseconds", test_memory_for_one_minute_in_microseconds,
+                NULL);
+    harness_run("empty", test_empty, NULL);
+    harness_run("single_value", test_single_value, NULL);
+    harness_run("uniform_three_digits", test_uniform_three_digits, NULL);
+    harness_run("bucket_boundaries", test_bucket_boundaries, NULL);
+    harness_run("clamping", test_clamping, NULL);
+    harness_run("min_max_mean_exact", test_min_max_mean_exact, NULL);
+    harness_run("merge_equals_single_recording", test_merge_equals_single_recording, NULL);
+    harness_run("coordinated_omission_correction", test_coordinated_omission_correction, NULL);
+    harness_run("reset", test_reset, NULL);
+    harness_run("percentile_iterator", test_percentile_iterator, NULL);
+    return harness_finish();
 }

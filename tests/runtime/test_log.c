@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "tests/runtime/harness.h"
+#include "tests/harness.h"
 
 #define FLOOD_LINES 20000u
 

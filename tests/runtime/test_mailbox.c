@@ -7,7 +7,7 @@
 #include <sched.h>
 
 #include "server/runtime/mailbox.h"
-#include "tests/runtime/harness.h"
+#include "tests/harness.h"
 
 static void noop(const rx_message *message)
 {

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "server/runtime/rx.h"
-#include "tests/runtime/harness.h"
+#include "tests/harness.h"
 
 /* ------------------------------------------------------------- the server */
 

@@ -4,7 +4,7 @@
  * timers longer than a lap, and callbacks that re-arm.
  */
 #include "server/runtime/timer_wheel.h"
-#include "tests/runtime/harness.h"
+#include "tests/harness.h"
 
 #define SLOT_MS LIMIT_TIMER_SLOT_MS
 

@@ -1,13 +1,14 @@
 /*
- * harness.h: the runtime tests' tiny test harness.
+ * harness.h: the tiny harness of the tests that group their checks into
+ * named tests (runtime, bench).
  *
  * A test is a void function; CHECK records a failure (with file and line)
  * and lets the test carry on so one run shows every broken expectation.
  * harness_finish prints the final "N passed, M failed" line and gives the
  * exit status.
  */
-#ifndef STARLING_TESTS_RUNTIME_HARNESS_H
-#define STARLING_TESTS_RUNTIME_HARNESS_H
+#ifndef STARLING_TESTS_HARNESS_H
+#define STARLING_TESTS_HARNESS_H
 
 #include <stdbool.h>
 #include <stdio.h>
