@@ -58,39 +58,17 @@ typedef struct rx_connect_request {
     int error; /* positive errno fixed by an abandon, else 0 */
 } rx_connect_request;
 
-/* Parses an IPv4 or IPv6 literal; false when it is neither. */
-static bool address_parse(const char *text, uint16_t port, struct sockaddr_storage *address,
-                          socklen_t *length)
-{
-    memset(address, 0, sizeof *address);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)address;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
-    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        *length = sizeof *v4;
-        return true;
-    }
-    if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        *length = sizeof *v6;
-        return true;
-    }
-    return false;
-}
-
 static void connect_timer_fired(rx_timer *timer, void *argument);
 
 static rx_status request_prepare(rx_connect_request *request, const char *address, uint16_t port,
                                  const char *source_address)
 {
-    if (!address_parse(address, port, &request->destination, &request->address_length)) {
+    if (!rx_address_parse(address, port, &request->destination, &request->address_length)) {
         return RX_ERR_INVALID;
     }
     if (source_address != NULL) {
         socklen_t source_length = 0;
-        if (!address_parse(source_address, 0, &request->source, &source_length) ||
+        if (!rx_address_parse(source_address, 0, &request->source, &source_length) ||
             request->source.ss_family != request->destination.ss_family) {
             return RX_ERR_INVALID;
         }

@@ -21,6 +21,11 @@
 #include "server/runtime/timer_wheel.h"
 
 /* Assertions document invariants and stay on in production builds. */
+/* Parses an IPv4 or IPv6 literal with port into *address (borrowed);
+ * false when text is neither (runtime.c; listeners and connects share it). */
+bool rx_address_parse(const char *text, uint16_t port, struct sockaddr_storage *address,
+                      socklen_t *length);
+
 /* The non-blocking logger (log.c). start/stop are reference-counted and
  * called by rx_runtime_start/rx_runtime_wait; a reactor thread attaches at
  * its start (from then on its lines go through its own ring) and detaches

@@ -197,8 +197,8 @@ static int listen_socket_open(const struct sockaddr_storage *address, socklen_t 
     return fd;
 }
 
-static bool address_parse(const char *text, uint16_t port, struct sockaddr_storage *address,
-                          socklen_t *length)
+bool rx_address_parse(const char *text, uint16_t port, struct sockaddr_storage *address,
+                      socklen_t *length)
 {
     memset(address, 0, sizeof *address);
     struct sockaddr_in *v4 = (struct sockaddr_in *)address;
@@ -250,7 +250,7 @@ rx_status rx_runtime_add_listener(rx_runtime *runtime, const char *address, uint
     }
     struct sockaddr_storage storage;
     socklen_t length;
-    if (!address_parse(address, port, &storage, &length)) {
+    if (!rx_address_parse(address, port, &storage, &length)) {
         rx_log(RX_LOG_ERROR, "listener address '%s' is not an IP literal", address);
         return RX_ERR_INVALID;
     }
