@@ -11,4 +11,8 @@
  * the accept rate and the server's memory per connection. */
 int bench_idle_main(int argc, char **argv);
 
+/* login: log N sessions in (connect, stream, SASL, bind, presence) on the
+ * runtime, report logins/s, login latency and failures by reason. */
+int bench_login_main(int argc, char **argv);
+
 #endif

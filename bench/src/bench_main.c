@@ -21,6 +21,10 @@ static const bench_command commands[] = {
      "open N connections (XMPP streams or raw TCP), hold them idle, report "
      "connects/s and server memory per connection",
      bench_idle_main},
+    {"login",
+     "log N sessions in (SASL, bind, presence) on Starling's runtime, report logins/s, "
+     "login latency and failures by reason",
+     bench_login_main},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
