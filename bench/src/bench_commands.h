@@ -15,4 +15,12 @@ int bench_idle_main(int argc, char **argv);
  * runtime, report logins/s, login latency and failures by reason. */
 int bench_login_main(int argc, char **argv);
 
+/* reconnect: log N sessions in, drop them all at once, log them all in
+ * again; report the time to recover and the second wave's logins/s. */
+int bench_reconnect_main(int argc, char **argv);
+
+/* chat: log N users in as pairs that send each other 1:1 messages at a
+ * fixed rate (or window); report delivered/s, latency, lost, duplicates. */
+int bench_chat_main(int argc, char **argv);
+
 #endif

@@ -2,7 +2,7 @@
  * bench_main.c: starling-bench, the bundled load generator. The first
  * argument names a scenario (a subcommand); everything after it belongs to
  * that scenario, which has its own --help. Scenarios grow here one table
- * row at a time (login, chat and presence come with later issues).
+ * row at a time (presence comes with a later issue).
  */
 #include "bench/src/bench_cli.h"
 #include "bench/src/bench_commands.h"
@@ -25,6 +25,14 @@ static const bench_command commands[] = {
      "log N sessions in (SASL, bind, presence) on Starling's runtime, report logins/s, "
      "login latency and failures by reason",
      bench_login_main},
+    {"reconnect",
+     "log N sessions in, drop them all at once, log them in again; report the time to "
+     "recover and the second wave's logins/s",
+     bench_reconnect_main},
+    {"chat",
+     "N users in pairs send 1:1 messages at a fixed rate; report delivered/s, latency "
+     "p50..p99.9, lost and duplicates",
+     bench_chat_main},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
