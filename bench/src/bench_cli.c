@@ -50,6 +50,14 @@ void cli_report_unexpected_argument(const char *command, const char *argument)
     fprintf(stderr, "%s: unexpected argument '%s' (see %s --help)\n", command, argument, command);
 }
 
+const char *cli_option_name(const struct option *long_options, int choice)
+{
+    for (size_t i = 0; long_options[i].name != NULL; i++)
+        if (long_options[i].val == choice)
+            return long_options[i].name;
+    return "?";
+}
+
 int cli_parse_options(const char *command, int argc, char **argv, const struct option *long_options,
                       void (*usage)(FILE *out), cli_apply_fn *apply, void *options)
 {

@@ -30,6 +30,11 @@ bool cli_parse_unsigned(const char *command, const char *option, const char *tex
  */
 void cli_report_getopt_error(const char *command, int choice, char **argv);
 
+/* The long name of the option whose getopt value is choice, or "?" when
+ * none has it. long_options is borrowed; the name is borrowed from it. */
+struct option;
+const char *cli_option_name(const struct option *long_options, int choice);
+
 /* Reports a positional argument nobody asked for, as one line. */
 void cli_report_unexpected_argument(const char *command, const char *argument);
 

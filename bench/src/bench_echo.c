@@ -88,10 +88,7 @@ static const struct option long_options[] = {
 static bool parse_field(int choice, const char *value, uint64_t minimum, uint64_t maximum,
                         unsigned *field)
 {
-    const char *name = "?";
-    for (size_t i = 0; long_options[i].name != NULL; i++)
-        if (long_options[i].val == choice)
-            name = long_options[i].name;
+    const char *name = cli_option_name(long_options, choice);
     uint64_t parsed = 0;
     if (!cli_parse_unsigned(ECHO_COMMAND, name, value, minimum, maximum, &parsed))
         return false;

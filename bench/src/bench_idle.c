@@ -191,19 +191,11 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static const char *option_name(int choice)
-{
-    for (size_t i = 0; long_options[i].name != NULL; i++)
-        if (long_options[i].val == choice)
-            return long_options[i].name;
-    return "?";
-}
-
 /* Applies one parsed option; false after a one-line error. */
 static bool apply_option(int choice, const char *value, void *context)
 {
     idle_options *options = context;
-    const char *name = option_name(choice);
+    const char *name = cli_option_name(long_options, choice);
     switch (choice) {
     case 'H':
         options->host = value;
@@ -956,27 +948,23 @@ static void json_measurements(json_writer *writer, const idle_run *run, const id
     json_object_end(writer);
 }
 
+typedef struct idle_report {
+    const idle_run *run;
+    const idle_results *results;
+} idle_report;
+
+static void report_body(json_writer *writer, const void *context)
+{
+    const idle_report *report = context;
+    json_options(writer, &report->run->options);
+    json_connections(writer, report->run);
+    json_measurements(writer, report->run, report->results);
+}
+
 static bool report_json(const idle_run *run, const idle_results *results, const char *path)
 {
-    FILE *file = fopen(path, "we");
-    if (file == NULL) {
-        fprintf(stderr, IDLE_COMMAND ": cannot write %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    json_writer writer;
-    json_start(&writer, file);
-    json_string(&writer, "tool", "starling-bench");
-    json_string(&writer, "version", STARLING_VERSION);
-    json_string(&writer, "scenario", "idle");
-    json_options(&writer, &run->options);
-    json_connections(&writer, run);
-    json_measurements(&writer, run, results);
-    bool written = json_finish(&writer);
-    if (fclose(file) != 0)
-        written = false;
-    if (!written)
-        fprintf(stderr, IDLE_COMMAND ": writing %s failed\n", path);
-    return written;
+    idle_report report = {run, results};
+    return json_write_report(IDLE_COMMAND, path, STARLING_VERSION, "idle", report_body, &report);
 }
 
 /* ------------------------------------------------------------------ main */

@@ -4,8 +4,10 @@
  */
 #include "bench/src/bench_json.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <string.h>
 
 static void write_text(json_writer *writer, const char *text)
 {
@@ -142,4 +144,26 @@ void json_optional_number(json_writer *writer, const char *key, bool available, 
         json_number(writer, key, value);
     else
         json_null(writer, key);
+}
+
+bool json_write_report(const char *command, const char *path, const char *version,
+                       const char *scenario, json_report_body *body, const void *context)
+{
+    FILE *file = fopen(path, "we");
+    if (file == NULL) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", command, path, strerror(errno));
+        return false;
+    }
+    json_writer writer;
+    json_start(&writer, file);
+    json_string(&writer, "tool", "starling-bench");
+    json_string(&writer, "version", version);
+    json_string(&writer, "scenario", scenario);
+    body(&writer, context);
+    bool written = json_finish(&writer);
+    if (fclose(file) != 0)
+        written = false;
+    if (!written)
+        fprintf(stderr, "%s: writing %s failed\n", command, path);
+    return written;
 }

@@ -24,6 +24,19 @@ void json_start(json_writer *writer, FILE *file);
 /* Closes the root object; false when any write failed. */
 bool json_finish(json_writer *writer) __attribute__((warn_unused_result));
 
+/* Writes the body of a report (everything after tool, version, scenario). */
+typedef void json_report_body(json_writer *writer, const void *context);
+
+/*
+ * Writes a whole result file at path: {"tool": "starling-bench", "version",
+ * "scenario", then body(writer, context)}. A failure to open, write or close
+ * is reported as one line "COMMAND: ..." on stderr and returns false. All
+ * arguments borrowed.
+ */
+bool json_write_report(const char *command, const char *path, const char *version,
+                       const char *scenario, json_report_body *body, const void *context)
+    __attribute__((warn_unused_result));
+
 /* Members of the current object. Keys and strings are borrowed. */
 void json_object_begin(json_writer *writer, const char *key);
 void json_object_end(json_writer *writer);

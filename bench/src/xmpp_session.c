@@ -118,14 +118,6 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static const char *option_name(int choice)
-{
-    for (size_t i = 0; long_options[i].name != NULL; i++)
-        if (long_options[i].val == choice)
-            return long_options[i].name;
-    return "?";
-}
-
 static bool parse_mechanism(const char *value, login_mechanism *mechanism)
 {
     for (size_t i = 0; i < sizeof mechanism_names / sizeof mechanism_names[0]; i++) {
@@ -215,7 +207,7 @@ static bool apply_option(int choice, const char *value, void *context)
     case 'm':
         return parse_mechanism(value, &options->mechanism);
     default:
-        return apply_number(choice, option_name(choice), value, options);
+        return apply_number(choice, cli_option_name(long_options, choice), value, options);
     }
 }
 
@@ -1275,29 +1267,27 @@ static void json_timing(json_writer *writer, const xmpp_run *run, const xmpp_res
     json_object_end(writer);
 }
 
+typedef struct xmpp_report {
+    const xmpp_run *run;
+    const xmpp_results *results;
+} xmpp_report;
+
+static void report_body(json_writer *writer, const void *context)
+{
+    const xmpp_report *report = context;
+    const xmpp_run *run = report->run;
+    json_options(writer, run);
+    xmpp_json_sessions(writer, "sessions", report->results, run->options.count);
+    json_timing(writer, run, report->results);
+    if (run->options.scenario->report_json != NULL)
+        run->options.scenario->report_json(writer, run);
+}
+
 static bool report_json(const xmpp_run *run, const xmpp_results *results, const char *path)
 {
-    FILE *file = fopen(path, "w");
-    if (file == NULL) {
-        complain("cannot write %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    json_writer writer;
-    json_start(&writer, file);
-    json_string(&writer, "tool", "starling-bench");
-    json_string(&writer, "version", STARLING_VERSION);
-    json_string(&writer, "scenario", run->options.scenario->name);
-    json_options(&writer, run);
-    xmpp_json_sessions(&writer, "sessions", results, run->options.count);
-    json_timing(&writer, run, results);
-    if (run->options.scenario->report_json != NULL)
-        run->options.scenario->report_json(&writer, run);
-    bool written = json_finish(&writer);
-    if (fclose(file) != 0)
-        written = false;
-    if (!written)
-        complain("writing %s failed\n", path);
-    return written;
+    xmpp_report report = {run, results};
+    return json_write_report(command_name, path, STARLING_VERSION, run->options.scenario->name,
+                             report_body, &report);
 }
 
 /* Runs the sessions and reports; returns the exit status. */
