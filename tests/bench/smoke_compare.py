@@ -1,0 +1,104 @@
+"""bench_smoke_compare: bench/compare end to end at a small count.
+
+Runs bench/compare against Prosody and Starling with 20 sessions and every
+scenario (idle, login, chat, reconnect; held 3 s, chat for 1 s), and asserts:
+exit status 0; a row per server and scenario; Prosody's four rows without
+error, with 20 online and 0 failed, the login row with a bytes-per-session
+figure and the kernel's socket count equal to the sessions online during the
+hold, the chat row with delivered == sent > 0 and 0 lost; Starling's idle
+row with 20 online and its login, chat and reconnect rows skipped; no
+server process of the run left behind. Also that nonsense command lines
+exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
+30222), so it fails if another compare runs at the same time. No timing
+assertions.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPARE = os.path.join(REPO, "bench", "compare")
+COUNT = 20
+COMPARE_TIMEOUT_S = 400
+
+
+def check_usage():
+    for bad in (["--scenarios", "nonsense"], ["--count", "7", "--scenarios", "chat"],
+                ["--chat-rate", "fast"], ["--servers", "openfire"], ["--count", "x"]):
+        result = subprocess.run([sys.executable, COMPARE] + bad, capture_output=True, text=True, timeout=30)
+        lines = result.stderr.strip().splitlines()
+        if result.returncode != 2 or len(lines) != 1:
+            raise AssertionError(f"{bad}: exit {result.returncode}, stderr {result.stderr!r}")
+
+
+def row_of(rows, server, scenario):
+    found = [r for r in rows if r["server"] == server and r["scenario"] == scenario]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} rows for {server} {scenario}")
+    return found[0]
+
+
+def check_rows(rows):
+    for scenario in ("idle", "login", "chat", "reconnect"):
+        row = row_of(rows, "prosody", scenario)
+        if row.get("error") or row.get("online") != COUNT or row.get("failed") != 0:
+            raise AssertionError(f"prosody {scenario}: {row}")
+    login = row_of(rows, "prosody", "login")
+    if login.get("bytes_per_session") is None or not login["checks"].get("ss_matches"):
+        raise AssertionError(f"prosody login checks: {login.get('checks')}")
+    chat = row_of(rows, "prosody", "chat")
+    if not chat["sent"] > 0 or chat["delivered"] != chat["sent"] or chat["lost"] != 0:
+        raise AssertionError(f"prosody chat: sent {chat['sent']}, delivered {chat['delivered']}")
+    idle = row_of(rows, "starling", "idle")
+    if idle.get("error") or idle.get("online") != COUNT:
+        raise AssertionError(f"starling idle: {idle}")
+    for scenario in ("login", "chat", "reconnect"):
+        if not row_of(rows, "starling", scenario).get("skipped"):
+            raise AssertionError(f"starling {scenario} not skipped")
+
+
+def server_pids(out):
+    """Live processes whose command line names the run's directory (its servers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if out.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True)
+    args = parser.parse_args()
+    check_usage()
+    out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
+    command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
+               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--no-install",
+               "--build", args.build, "--out", out]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=COMPARE_TIMEOUT_S)
+    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
+    try:
+        if result.returncode != 0:
+            raise AssertionError(f"bench/compare exited {result.returncode}")
+        with open(os.path.join(out, "results.json")) as f:
+            check_rows(json.load(f)["rows"])
+        left = server_pids(out)
+        if left:
+            raise AssertionError(f"processes of the run still alive: {left}")
+    except AssertionError as e:
+        print(f"FAIL: {e} (results in {out})", file=sys.stderr)
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
