@@ -73,8 +73,7 @@ static void chat_send(xmpp_session *session, uint64_t scheduled_us)
                           partner, reactor->run->options.domain, flow->next_sequence,
                           session->index, flow->next_sequence, scheduled_us);
     if (session->state != STATE_ONLINE || session->conn == NULL || session->closing || length < 0 ||
-        (size_t)length >= sizeof text ||
-        rx_conn_send(session->conn, text, (size_t)length) != RX_OK) {
+        (size_t)length >= sizeof text || !xmpp_session_write(session, text, (size_t)length)) {
         chat->unsent++;
         return;
     }

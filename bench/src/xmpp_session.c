@@ -40,16 +40,19 @@
 #include <openssl/base64.h>
 #include <stdarg.h>
 
-static const char *const mechanism_names[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
+static const char *const mechanism_names[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "ANONYMOUS"};
+
+static const char *const tls_names[] = {"none", "starttls", "direct"};
 
 static const char *const failure_names[FAILURE_COUNT] = {
     "connect",  "stream_error", "auth",       "bind",         "timeout", "closed",
-    "io_error", "bad_xml",      "unexpected", "no_mechanism", "dropped",
+    "io_error", "bad_xml",      "unexpected", "no_mechanism", "dropped", "tls",
 };
 
 /* Names the phase a timeout hit, by login_state. */
 static const char *const state_names[] = {
-    "connect", "features", "challenge", "success", "bind-features", "bind", "online", "failed",
+    "connect", "features",      "starttls", "tls-handshake", "challenge",
+    "success", "bind-features", "bind",     "online",        "failed",
 };
 
 static const rx_listener_ops session_ops;
@@ -84,7 +87,12 @@ static void usage(FILE *out)
             "  --count N           sessions (default 1000, max %u)\n"
             "  --first I           number of the first user (default 1)\n"
             "  --rate R            sessions started per second (default 0: all at once)\n"
-            "  --mechanism NAME    SCRAM-SHA-256, SCRAM-SHA-1 (default) or PLAIN\n"
+            "  --mechanism NAME    SCRAM-SHA-256, SCRAM-SHA-1 (default), PLAIN or ANONYMOUS\n"
+            "                      (ANONYMOUS: no --users or --password, the server names us)\n"
+            "  --tls MODE          none (default: plaintext), starttls (RFC 6120 STARTTLS)\n"
+            "                      or direct (XEP-0368: TLS from the first byte)\n"
+            "  --tls-ca FILE       verify the server's certificate against the CA in FILE\n"
+            "                      and --domain (default: not verified)\n"
             "  --reactors K        runtime threads, sessions spread over them (default 1)\n"
             "  --sources S         bind source addresses 127.0.0.1..127.0.0.S round robin\n"
             "                      (default one per %u sessions on loopback, 0 = none)\n"
@@ -106,6 +114,8 @@ static const struct option long_options[] = {
     {"first", required_argument, NULL, 'f'},
     {"rate", required_argument, NULL, 'r'},
     {"mechanism", required_argument, NULL, 'm'},
+    {"tls", required_argument, NULL, 'L'},
+    {"tls-ca", required_argument, NULL, 'C'},
     {"reactors", required_argument, NULL, 'k'},
     {"sources", required_argument, NULL, 's'},
     {"hold", required_argument, NULL, 'o'},
@@ -126,9 +136,19 @@ static bool parse_mechanism(const char *value, login_mechanism *mechanism)
             return true;
         }
     }
-    complain("--mechanism wants SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, not "
-             "'%s'\n",
-             value);
+    complain("--mechanism wants SCRAM-SHA-256, SCRAM-SHA-1, PLAIN or ANONYMOUS, not '%s'\n", value);
+    return false;
+}
+
+static bool parse_tls(const char *value, session_tls *tls)
+{
+    for (size_t i = 0; i < sizeof tls_names / sizeof tls_names[0]; i++) {
+        if (strcmp(value, tls_names[i]) == 0) {
+            *tls = (session_tls)i;
+            return true;
+        }
+    }
+    complain("--tls wants none, starttls or direct, not '%s'\n", value);
     return false;
 }
 
@@ -206,6 +226,11 @@ static bool apply_option(int choice, const char *value, void *context)
         return true;
     case 'm':
         return parse_mechanism(value, &options->mechanism);
+    case 'L':
+        return parse_tls(value, &options->tls);
+    case 'C':
+        options->tls_ca_path = value;
+        return true;
     default:
         return apply_number(choice, cli_option_name(long_options, choice), value, options);
     }
@@ -239,13 +264,22 @@ static bool options_consistent(xmpp_options *options)
         complain("--domain '%s' is not a plain domain name\n", options->domain);
         return false;
     }
-    if (!users_pattern_valid(options->users)) {
+    bool anonymous = options->mechanism == MECHANISM_ANONYMOUS;
+    if (anonymous && options->scenario->pairs) {
+        complain("--mechanism ANONYMOUS cannot name chat partners (the server picks the JIDs)\n");
+        return false;
+    }
+    if (!anonymous && !users_pattern_valid(options->users)) {
         complain("--users wants a pattern with one %%d, not '%s'\n", options->users);
         return false;
     }
     size_t password_bytes = strlen(options->password);
     if (password_bytes == 0 || password_bytes > SESSION_PASSWORD_BYTES_MAX) {
         complain("--password wants 1 to %u bytes\n", SESSION_PASSWORD_BYTES_MAX);
+        return false;
+    }
+    if (options->tls_ca_path != NULL && options->tls == SESSION_TLS_NONE) {
+        complain("--tls-ca needs --tls starttls or --tls direct\n");
         return false;
     }
     if (options->count / options->reactors + 1 > LIMIT_CONNECTIONS_PER_REACTOR) {
@@ -265,10 +299,10 @@ static bool options_consistent(xmpp_options *options)
     return true;
 }
 
-/* Returns CLI_EXIT_OK to run, or the exit status to leave with. */
-static int parse_options(int argc, char **argv, const xmpp_scenario *scenario,
-                         xmpp_options *options)
+int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmpp_options *options)
 {
+    command_name = scenario->command;
+    usage_scenario = scenario;
     *options = (xmpp_options){
         .scenario = scenario,
         .message_rate_per_second = 1000,
@@ -370,10 +404,35 @@ static void session_online(xmpp_session *session)
     atomic_fetch_add_explicit(&reactor->run->finished, 1, memory_order_release);
 }
 
+/* Queues the ciphertext the session's SSL produced; false when the
+ * connection refused it (and aborted itself). */
+static bool tls_flush(xmpp_session *session)
+{
+    const uint8_t *bytes = NULL;
+    size_t length = 0;
+    tls_client_output(session->tls, &bytes, &length);
+    if (length == 0)
+        return true;
+    bool queued = rx_conn_send(session->conn, bytes, length) == RX_OK;
+    tls_client_output_sent(session->tls);
+    return queued;
+}
+
+bool xmpp_session_write(xmpp_session *session, const void *bytes, size_t length)
+{
+    if (session->tls == NULL)
+        return rx_conn_send(session->conn, bytes, length) == RX_OK;
+    if (!tls_client_write(session->tls, bytes, length)) {
+        rx_conn_abort(session->conn);
+        return false;
+    }
+    return tls_flush(session);
+}
+
 /* Queues bytes; on refusal fails the session (its state says so). */
 static void session_send(xmpp_session *session, const char *bytes, size_t length)
 {
-    if (rx_conn_send(session->conn, bytes, length) != RX_OK)
+    if (!xmpp_session_write(session, bytes, length))
         session_abort(session, FAILURE_IO_ERROR, "send-refused");
 }
 
@@ -546,12 +605,39 @@ static bool mechanism_offered(const xml_view *view, const char *wanted)
     return false;
 }
 
-/* The first <stream:features/>: start the chosen mechanism. */
+/* --tls starttls: ask for TLS if the features offer it (RFC 6120 5.4.2). */
+static void start_starttls(xmpp_session *session, const xml_view *view)
+{
+    static const char starttls[] = "<starttls xmlns='" TLS_NAMESPACE "'/>";
+    xml_node_id offer = xml_element_child(view, xml_view_root(view), "starttls", 8, TLS_NAMESPACE,
+                                          strlen(TLS_NAMESPACE));
+    if (offer == XML_NODE_NONE) {
+        session_abort(session, FAILURE_TLS, "starttls-not-offered");
+        return;
+    }
+    session->state = STATE_STARTTLS;
+    session_send(session, starttls, sizeof starttls - 1);
+}
+
+/* The first <stream:features/>: STARTTLS first if asked, then start the
+ * chosen mechanism. */
 static void on_features(xmpp_session *session, const xml_view *view)
 {
     const xmpp_options *options = &session->reactor->run->options;
+    if (options->tls == SESSION_TLS_STARTTLS && session->tls == NULL) {
+        start_starttls(session, view);
+        return;
+    }
     if (!mechanism_offered(view, mechanism_names[options->mechanism])) {
         session_abort(session, FAILURE_NO_MECHANISM, mechanism_names[options->mechanism]);
+        return;
+    }
+    if (options->mechanism == MECHANISM_ANONYMOUS) {
+        /* RFC 4505 allows an empty trace; RFC 6120 6.4.2 sends it as "=". */
+        static const char anonymous[] =
+            "<auth xmlns='" SASL_NAMESPACE "' mechanism='ANONYMOUS'>=</auth>";
+        session->state = STATE_SUCCESS;
+        session_send(session, anonymous, sizeof anonymous - 1);
         return;
     }
     char name[SESSION_NAME_BYTES_MAX];
@@ -693,6 +779,45 @@ static void on_bind_answer(xmpp_session *session, const xml_view *view)
     rx_conn_abort(session->conn);
 }
 
+/* ----------------------------------------------------------------- TLS */
+
+/* Runs the TLS handshake as far as it goes; once done, restarts the stream
+ * over TLS (a fresh tokenizer and the header again, RFC 6120 5.4.3.3). */
+static void tls_handshake_step(xmpp_session *session)
+{
+    const char *error_name = "tls-error";
+    tls_client_result result = tls_client_handshake(session->tls, &error_name);
+    if (!tls_flush(session)) {
+        session_abort(session, FAILURE_IO_ERROR, "send-refused");
+        return;
+    }
+    if (result == TLS_CLIENT_AGAIN)
+        return;
+    if (result != TLS_CLIENT_OK) {
+        session_abort(session, FAILURE_TLS, error_name);
+        return;
+    }
+    const xmpp_run *run = session->reactor->run;
+    xml_tokenizer_reset(&session->tokenizer);
+    session->state = STATE_FEATURES;
+    session_send(session, run->header, run->header_bytes);
+}
+
+/* Puts the session's stream under TLS: after <proceed/>, or at once for
+ * direct TLS (then with ALPN xmpp-client, XEP-0368). */
+static void tls_begin(xmpp_session *session)
+{
+    const xmpp_run *run = session->reactor->run;
+    session->tls = tls_client_create(run->tls_context, run->options.domain,
+                                     run->options.tls == SESSION_TLS_DIRECT);
+    if (session->tls == NULL) {
+        session_abort(session, FAILURE_TLS, "out-of-memory");
+        return;
+    }
+    session->state = STATE_TLS_HANDSHAKE;
+    tls_handshake_step(session);
+}
+
 /* ---------------------------------------------------------- the stream */
 
 /* Handles the element the state waits for; false when it is not that one
@@ -703,6 +828,9 @@ static bool on_expected(xmpp_session *session, const xml_view *view)
     bool features = xmpp_named(view, root, "features", STREAM_NAMESPACE);
     if (session->state == STATE_FEATURES && features) {
         on_features(session, view);
+    } else if (session->state == STATE_STARTTLS &&
+               xmpp_named(view, root, "proceed", TLS_NAMESPACE)) {
+        tls_begin(session);
     } else if (session->state == STATE_CHALLENGE &&
                xmpp_named(view, root, "challenge", SASL_NAMESPACE)) {
         on_challenge(session, view);
@@ -743,6 +871,8 @@ static void on_stanza(xmpp_session *session, const xml_view *view)
     if (xmpp_named(view, root, "failure", SASL_NAMESPACE)) {
         xml_slice condition = condition_of(view, root);
         session_fail_slice(session, FAILURE_AUTH, condition.ptr, condition.len);
+    } else if (xmpp_named(view, root, "failure", TLS_NAMESPACE)) {
+        session_fail(session, FAILURE_TLS, "starttls-failure");
     } else {
         xml_slice name = xml_element_name(view, root);
         session_fail_slice(session, FAILURE_UNEXPECTED, name.ptr, name.len);
@@ -750,15 +880,16 @@ static void on_stanza(xmpp_session *session, const xml_view *view)
     rx_conn_abort(session->conn);
 }
 
-/* Feeds one piece through the tokenizer until it is used up or the
- * session is decided. */
-static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
+/* Feeds one piece of the stream through the tokenizer until it is used up
+ * or the session is decided (or went over to TLS: after <proceed/> the
+ * server sends nothing before our ClientHello). */
+static void session_on_plaintext(xmpp_session *session, const uint8_t *bytes, size_t length)
 {
-    xmpp_session *session = rx_conn_userdata(conn);
     size_t at = 0;
     bool keep_reading = session->reactor->run->options.scenario->on_online_stanza != NULL;
-    while (at < length && (session->state < STATE_ONLINE ||
-                           (keep_reading && session->state == STATE_ONLINE && !session->closing))) {
+    while (at < length && session->state != STATE_TLS_HANDSHAKE &&
+           (session->state < STATE_ONLINE ||
+            (keep_reading && session->state == STATE_ONLINE && !session->closing))) {
         size_t used = 0;
         xml_view view;
         xml_event event = xml_tokenizer_feed(&session->tokenizer, session->reactor->scratch,
@@ -775,6 +906,55 @@ static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
     }
 }
 
+/* Every read that returns plaintext consumes at least one buffered byte, and
+ * what is buffered is this piece plus at most one partial record from the
+ * last: 2^14 bytes of plaintext, 2048 of expansion, a 5-byte header (RFC
+ * 5246 6.2.3; TLS 1.3 records are smaller). */
+#define SESSION_TLS_PARTIAL_RECORD_BYTES_MAX (TLS_CLIENT_RECORD_BYTES_MAX + 2048u + 5u)
+
+/* A piece of ciphertext: the handshake, then every whole record decrypted
+ * (also when nobody reads them, so nothing piles up in the SSL). */
+static void session_on_ciphertext(xmpp_session *session, const uint8_t *bytes, size_t length)
+{
+    if (!tls_client_push(session->tls, bytes, length)) {
+        session_abort(session, FAILURE_TLS, "out-of-memory");
+        return;
+    }
+    if (session->state == STATE_TLS_HANDSHAKE)
+        tls_handshake_step(session);
+    uint8_t plaintext[TLS_CLIENT_RECORD_BYTES_MAX];
+    for (size_t reads = 0; reads <= length + SESSION_TLS_PARTIAL_RECORD_BYTES_MAX; reads++) {
+        if (session->state == STATE_TLS_HANDSHAKE || session->state == STATE_FAILED)
+            return;
+        const char *error_name = "tls-error";
+        size_t plaintext_bytes = 0;
+        tls_client_result result = tls_client_read(session->tls, plaintext, sizeof plaintext,
+                                                   &plaintext_bytes, &error_name);
+        if (result == TLS_CLIENT_AGAIN)
+            break;
+        if (result == TLS_CLIENT_CLOSED) {
+            session_abort(session, FAILURE_CLOSED, "tls-close-notify");
+            return;
+        }
+        if (result == TLS_CLIENT_ERROR) {
+            session_abort(session, FAILURE_TLS, error_name);
+            return;
+        }
+        session_on_plaintext(session, plaintext, plaintext_bytes);
+    }
+    if (!tls_flush(session))
+        session_abort(session, FAILURE_IO_ERROR, "send-refused");
+}
+
+static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
+{
+    xmpp_session *session = rx_conn_userdata(conn);
+    if (session->tls != NULL)
+        session_on_ciphertext(session, bytes, length);
+    else
+        session_on_plaintext(session, bytes, length);
+}
+
 static void session_on_open(rx_conn *conn, void *context)
 {
     xmpp_session *session = context;
@@ -782,8 +962,22 @@ static void session_on_open(rx_conn *conn, void *context)
     session->conn = conn;
     rx_conn_set_userdata(conn, session);
     xml_tokenizer_init(&session->tokenizer);
+    if (run->options.tls == SESSION_TLS_DIRECT) {
+        tls_begin(session);
+        return;
+    }
     session->state = STATE_FEATURES;
     session_send(session, run->header, run->header_bytes);
+}
+
+/* The connection closed: what the session held for it goes. */
+static void session_release(xmpp_session *session)
+{
+    xml_tokenizer_fini(&session->tokenizer);
+    scram_exchange_free(session);
+    tls_client_destroy(session->tls);
+    session->tls = NULL;
+    session->conn = NULL;
 }
 
 /* A session the scenario dropped closed: clean up and tell the scenario. */
@@ -791,9 +985,7 @@ static void session_on_dropped_close(xmpp_session *session)
 {
     if (session->state == STATE_ONLINE)
         atomic_fetch_sub_explicit(&session->reactor->run->online_now, 1, memory_order_relaxed);
-    xml_tokenizer_fini(&session->tokenizer);
-    scram_exchange_free(session);
-    session->conn = NULL;
+    session_release(session);
     session->dropping = false;
     const xmpp_scenario *scenario = session->reactor->run->options.scenario;
     if (scenario->on_dropped != NULL)
@@ -822,9 +1014,7 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
     }
     if (session->state == STATE_ONLINE)
         atomic_fetch_sub_explicit(&session->reactor->run->online_now, 1, memory_order_relaxed);
-    xml_tokenizer_fini(&session->tokenizer);
-    scram_exchange_free(session);
-    session->conn = NULL;
+    session_release(session);
 }
 
 /* A short name for a connect error (strerror is not thread-safe). */
@@ -868,7 +1058,7 @@ static void session_on_shutdown(rx_conn *conn)
     xmpp_session *session = rx_conn_userdata(conn);
     static const char stream_end[] = "</stream:stream>";
     session->closing = true;
-    if (rx_conn_send(conn, stream_end, sizeof stream_end - 1) != RX_OK)
+    if (!xmpp_session_write(session, stream_end, sizeof stream_end - 1))
         rx_conn_abort(conn);
     else
         rx_conn_close(conn);
@@ -1031,7 +1221,16 @@ static bool run_prepare(xmpp_run *run)
                  options->count, options->count + SESSION_DESCRIPTORS_SPARE, limit);
         return false;
     }
-    run->users_prefix_bytes = (size_t)(strstr(options->users, "%d") - options->users);
+    const char *marker = strstr(options->users, "%d");
+    run->users_prefix_bytes = marker != NULL ? (size_t)(marker - options->users) : 0;
+    if (options->tls != SESSION_TLS_NONE) {
+        char error[SESSION_ELEMENT_BYTES_MAX];
+        run->tls_context = tls_client_context_create(options->tls_ca_path, error, sizeof error);
+        if (run->tls_context == NULL) {
+            complain("%s\n", error);
+            return false;
+        }
+    }
     for (uint64_t i = 0; i < options->sources; i++)
         snprintf(run->sources[i], sizeof run->sources[i], "127.0.0.%u", (unsigned)(uint8_t)(i + 1));
     int length = snprintf(run->header, sizeof run->header,
@@ -1074,6 +1273,7 @@ static void run_free(xmpp_run *run)
             run->options.scenario->reactor_free(reactor);
     }
     free(run->reactors);
+    tls_client_context_destroy(run->tls_context);
     free(run);
 }
 
@@ -1176,9 +1376,9 @@ static void report_human(const xmpp_run *run, const xmpp_results *results)
 {
     const xmpp_options *options = &run->options;
     printf("%s: %" PRIu64 " of %" PRIu64 " online, %" PRIu64
-           " failed (%s, %u reactor%s, %s:%" PRIu64 ")\n",
+           " failed (%s, tls %s, %u reactor%s, %s:%" PRIu64 ")\n",
            command_name, results->online, options->count, results->failed,
-           mechanism_names[options->mechanism], run->reactor_count,
+           mechanism_names[options->mechanism], tls_names[options->tls], run->reactor_count,
            run->reactor_count == 1 ? "" : "s", options->host, options->port);
     if (histogram_count(results->latency_us) > 0) {
         printf("  all online after   %10.1f ms   %10.1f logins/s\n", results->all_online_ms,
@@ -1208,6 +1408,8 @@ static void json_options(json_writer *writer, const xmpp_run *run)
     json_unsigned(writer, "first", options->first);
     json_unsigned(writer, "rate_per_second", options->rate_per_second);
     json_string(writer, "mechanism", mechanism_names[options->mechanism]);
+    json_string(writer, "tls", tls_names[options->tls]);
+    json_boolean(writer, "tls_verified", options->tls_ca_path != NULL);
     json_unsigned(writer, "reactors", run->reactor_count);
     json_unsigned(writer, "sources", options->sources);
     json_unsigned(writer, "hold_s", options->hold_s);
@@ -1320,13 +1522,12 @@ static int run_and_report(xmpp_run *run)
 int xmpp_bench_main(int argc, char **argv, const xmpp_scenario *scenario)
 {
     command_name = scenario->command;
-    usage_scenario = scenario;
     xmpp_run *run = calloc(1, sizeof *run);
     if (run == NULL) {
         complain("out of memory\n");
         return CLI_EXIT_FAILED;
     }
-    int status = parse_options(argc, argv, scenario, &run->options);
+    int status = xmpp_parse_options(argc, argv, scenario, &run->options);
     if (status == CLI_EXIT_OK)
         status = run_prepare(run) ? run_and_report(run) : CLI_EXIT_FAILED;
     else if (status == CLI_EXIT_HELP)

@@ -14,6 +14,7 @@
 #include "bench/src/bench_json.h"
 #include "bench/src/bench_system.h"
 #include "bench/src/histogram.h"
+#include "bench/src/tls_client.h"
 #include "proto/scram.h"
 #include "proto/xml.h"
 #include "server/runtime/rx.h"
@@ -47,12 +48,21 @@
 #define STREAM_NAMESPACE            "http://etherx.jabber.org/streams"
 #define SASL_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-sasl"
 #define BIND_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-bind"
+#define TLS_NAMESPACE               "urn:ietf:params:xml:ns:xmpp-tls"
 
 typedef enum login_mechanism {
     MECHANISM_SCRAM_SHA_256 = 0,
     MECHANISM_SCRAM_SHA_1,
     MECHANISM_PLAIN,
+    MECHANISM_ANONYMOUS, /* RFC 4505: no user, the server picks the JID */
 } login_mechanism;
+
+/* How a session's stream is protected (--tls). */
+typedef enum session_tls {
+    SESSION_TLS_NONE = 0, /* plaintext */
+    SESSION_TLS_STARTTLS, /* RFC 6120 section 5: <starttls/>, <proceed/>, restart */
+    SESSION_TLS_DIRECT,   /* XEP-0368: TLS from the first byte, ALPN xmpp-client */
+} session_tls;
 
 typedef struct xmpp_options {
     const char *host;
@@ -64,6 +74,8 @@ typedef struct xmpp_options {
     uint64_t first;
     uint64_t rate_per_second; /* 0: all at once */
     login_mechanism mechanism;
+    session_tls tls;
+    const char *tls_ca_path; /* NULL: certificates not verified */
     uint64_t reactors;
     uint64_t sources; /* 0: let the kernel pick the source address */
     bool sources_given;
@@ -90,12 +102,15 @@ typedef enum login_failure {
     FAILURE_UNEXPECTED,   /* an element the login did not expect at that point */
     FAILURE_NO_MECHANISM, /* the server did not offer --mechanism */
     FAILURE_DROPPED,      /* an online session closed by the server before the end */
+    FAILURE_TLS,          /* STARTTLS refused, or the TLS handshake or a record failed */
     FAILURE_COUNT
 } login_failure;
 
 typedef enum login_state {
     STATE_CONNECTING = 0,
     STATE_FEATURES,      /* header sent, awaiting the first <stream:features/> */
+    STATE_STARTTLS,      /* <starttls/> sent, awaiting <proceed/> */
+    STATE_TLS_HANDSHAKE, /* TLS handshake under way (STARTTLS or direct) */
     STATE_CHALLENGE,     /* SCRAM client-first sent, awaiting <challenge/> */
     STATE_SUCCESS,       /* PLAIN or SCRAM client-final sent, awaiting <success/> */
     STATE_BIND_FEATURES, /* stream restarted, awaiting the second features */
@@ -150,6 +165,7 @@ typedef struct xmpp_session {
     struct xmpp_reactor *reactor; /* borrowed */
     rx_conn *conn;                /* NULL unless connected */
     scram_exchange *scram;        /* owned; only during SCRAM */
+    tls_client *tls;              /* owned; NULL on a plaintext stream */
     uint64_t index;               /* 0..count-1 over the whole run */
     uint64_t started_us;
     uint8_t state;
@@ -184,6 +200,7 @@ typedef struct xmpp_run {
     rx_producer *producer; /* owned by the runtime */
     xmpp_reactor *reactors;
     unsigned reactor_count;
+    tls_client_context *tls_context; /* owned; NULL without --tls */
     char header[SESSION_HEADER_BYTES_MAX];
     size_t header_bytes;
     char sources[SESSION_SOURCES_MAX][INET_ADDRSTRLEN];
@@ -235,6 +252,21 @@ typedef struct xmpp_scenario {
 
 /* Parses argv (after the subcommand) and runs the scenario; the exit status. */
 int xmpp_bench_main(int argc, char **argv, const xmpp_scenario *scenario);
+
+/*
+ * Parses argv (after the subcommand; argv[0] is skipped) into options for
+ * scenario (borrowed, static) without running anything: CLI_EXIT_OK,
+ * CLI_EXIT_HELP after --help was printed, or CLI_EXIT_USAGE after one line
+ * on stderr. options borrows the strings of argv.
+ */
+int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmpp_options *options)
+    __attribute__((warn_unused_result));
+
+/* Reactor thread: queues bytes (borrowed, copied) on an online or logging-in
+ * session's stream, through TLS when the stream has it; false when the
+ * connection refused them (it is aborted then). */
+bool xmpp_session_write(xmpp_session *session, const void *bytes, size_t length)
+    __attribute__((warn_unused_result));
 
 /* Reactor thread: starts (or restarts) the login of a session with no
  * connection. */
