@@ -31,13 +31,12 @@ s2s_ports = { }
 http_ports = { }
 https_ports = { }
 
--- Plaintext c2s on loopback by default: STARTTLS is not required and SASL
--- PLAIN is allowed without TLS (the package requires TLS). Certificates are
--- looked up in the work directory (the package points at
--- /etc/prosody/certs): bench/compare leaves it empty, so no STARTTLS is
--- offered; tests/bench/smoke_tls.py puts a throwaway localhost.crt and
--- localhost.key there (and anon.localhost.*), so STARTTLS is offered and
--- the direct TLS port has a certificate.
+-- Plaintext c2s on loopback by default: no STARTTLS (mod_tls is disabled
+-- below), SASL PLAIN allowed without TLS (the package requires TLS).
+-- Certificates are looked up in the work directory (the package points at
+-- /etc/prosody/certs): bench/compare leaves it empty; tests/bench/
+-- smoke_tls.py puts a throwaway localhost.crt and localhost.key there (and
+-- anon.localhost.*) and enables mod_tls and the direct TLS port.
 certificates = "@WORKDIR@/certs"
 c2s_require_encryption = false
 s2s_require_encryption = false
@@ -62,7 +61,7 @@ modules_enabled = {
 	"disco";
 	"roster";
 	"saslauth";
-	"tls"; -- offers STARTTLS only when certs/ holds a certificate
+	"tls"; -- but disabled below unless a test turns TLS on
 	"blocklist";
 	"bookmarks";
 	"carbons";
@@ -78,7 +77,10 @@ modules_enabled = {
 	"uptime";
 	"version";
 }
-modules_disabled = { "s2s" }
+-- mod_tls is disabled for the plaintext bench: without certificates 0.12
+-- would still offer STARTTLS and fail every handshake. tests/bench/
+-- smoke_tls.py rewrites this exact line without "tls" (with certificates).
+modules_disabled = { "s2s", "tls" }
 
 -- In-band registration stays off (package default); users are provisioned.
 allow_registration = false
