@@ -34,7 +34,7 @@ struct tls_client {
 };
 
 /* ALPN wire format: one length-prefixed protocol name (XEP-0368). */
-static const uint8_t alpn_xmpp_client[] = {11,  'x', 'm', 'p', 'p', '-',
+static const uint8_t xmpp_client_alpn[] = {11,  'x', 'm', 'p', 'p', '-',
                                            'c', 'l', 'i', 'e', 'n', 't'};
 
 /* The reason of the thread's first queued error, or fallback. */
@@ -97,7 +97,8 @@ static BIO *memory_bio_new(void)
     return bio;
 }
 
-tls_client *tls_client_create(tls_client_context *context, const char *server_name, bool alpn_xmpp)
+tls_client *tls_client_create(tls_client_context *context, const char *server_name,
+                              bool alpn_xmpp_client)
 {
     tls_client *client = calloc(1, sizeof *client);
     SSL *ssl = SSL_new(context->ssl_context);
@@ -116,9 +117,10 @@ tls_client *tls_client_create(tls_client_context *context, const char *server_na
     client->ssl = ssl;
     client->received = received;
     client->to_send = to_send;
-    bool configured =
-        SSL_set_tlsext_host_name(ssl, server_name) == 1 && SSL_set1_host(ssl, server_name) == 1 &&
-        (!alpn_xmpp || SSL_set_alpn_protos(ssl, alpn_xmpp_client, sizeof alpn_xmpp_client) == 0);
+    bool configured = SSL_set_tlsext_host_name(ssl, server_name) == 1 &&
+                      SSL_set1_host(ssl, server_name) == 1 &&
+                      (!alpn_xmpp_client ||
+                       SSL_set_alpn_protos(ssl, xmpp_client_alpn, sizeof xmpp_client_alpn) == 0);
     if (!configured) {
         ERR_clear_error();
         tls_client_destroy(client);

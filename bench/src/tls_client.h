@@ -20,6 +20,9 @@
  * empty one once drained, so an idle session keeps no burst-sized buffer. */
 #define TLS_CLIENT_BUFFER_KEEP_BYTES 4096u
 
+/* One line saying why a context could not be made. */
+#define TLS_CLIENT_ERROR_BYTES_MAX 512u
+
 typedef struct tls_client_context tls_client_context;
 typedef struct tls_client tls_client;
 
@@ -35,7 +38,8 @@ typedef enum tls_client_result {
  * (borrowed, NULL for none) the server's certificate must chain to a CA in
  * that PEM file and name the session's server name; without it nothing is
  * verified (loopback benchmarks with throwaway certificates). NULL on
- * failure, with a one-line reason in error (error_bytes).
+ * failure, with a one-line reason in error (error_bytes,
+ * TLS_CLIENT_ERROR_BYTES_MAX takes any).
  */
 tls_client_context *tls_client_context_create(const char *ca_path, char *error, size_t error_bytes)
     __attribute__((warn_unused_result));

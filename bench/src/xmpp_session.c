@@ -1,8 +1,9 @@
 /*
  * xmpp_session.c: the session machinery of starling-bench's login,
  * reconnect and chat scenarios (see xmpp_session.h). N sessions each
- * connect, open an XMPP stream, authenticate with SASL (SCRAM-SHA-256,
- * SCRAM-SHA-1 or PLAIN), restart the stream, bind a resource and send
+ * connect, open an XMPP stream (over TLS with --tls: STARTTLS or direct,
+ * see tls_client.h), authenticate with SASL (SCRAM-SHA-256, SCRAM-SHA-1,
+ * PLAIN or ANONYMOUS), restart the stream, bind a resource and send
  * initial presence; a session is online then. It answers: how many logins
  * per second does the server take, and how long does one take (p50 to max).
  *
@@ -1224,7 +1225,7 @@ static bool run_prepare(xmpp_run *run)
     const char *marker = strstr(options->users, "%d");
     run->users_prefix_bytes = marker != NULL ? (size_t)(marker - options->users) : 0;
     if (options->tls != SESSION_TLS_NONE) {
-        char error[SESSION_ELEMENT_BYTES_MAX];
+        char error[TLS_CLIENT_ERROR_BYTES_MAX];
         run->tls_context = tls_client_context_create(options->tls_ca_path, error, sizeof error);
         if (run->tls_context == NULL) {
             complain("%s\n", error);

@@ -2,8 +2,8 @@
  * xmpp_session.h: the session machinery shared by the scenarios of
  * starling-bench that log XMPP sessions in (login, reconnect, chat). A run
  * owns K reactors of Starling's runtime; each reactor owns a contiguous
- * share of the sessions and drives their logins (connect, stream, SASL,
- * restart, bind, presence). A scenario is a table of hooks: what to do with
+ * share of the sessions and drives their logins (connect, optional TLS,
+ * stream, SASL, restart, bind, presence). A scenario is a table of hooks: what to do with
  * stanzas once a session is online, what to do on the main thread after
  * the logins, and what to add to the report. Everything a reactor counts is
  * its own; the main thread reads it only after the reactor threads exited.
