@@ -99,24 +99,50 @@ static bool write_data(const char *path, const timeline *series)
     return fclose(file) == 0 && !failed;
 }
 
-static bool has_latency(const timeline *series)
+/* The top of each axis, so that gnuplot never meets an empty range (it
+ * warns, and a log axis has no room for 0). */
+typedef struct plot_ranges {
+    double rate_max, online_max;
+    double latency_ms_min, latency_ms_max; /* latency_ms_max 0: no latency sample */
+} plot_ranges;
+
+static double larger(double a, double b)
 {
-    for (size_t i = 0; i < timeline_length(series); i++)
-        if (timeline_at(series, i)->latency_count > 0)
-            return true;
-    return false;
+    return a > b ? a : b;
+}
+
+static plot_ranges ranges_of(const timeline *series, bool messages)
+{
+    plot_ranges ranges = {.rate_max = 1.0, .online_max = 1.0, .latency_ms_min = 1e300};
+    for (size_t i = 0; i < timeline_length(series); i++) {
+        const timeline_sample *sample = timeline_at(series, i);
+        timeline_counter first = messages ? TIMELINE_SENT : TIMELINE_LOGINS;
+        timeline_counter second = messages ? TIMELINE_DELIVERED : TIMELINE_FAILURES;
+        ranges.rate_max = larger(ranges.rate_max, timeline_rate(sample, first));
+        ranges.rate_max = larger(ranges.rate_max, timeline_rate(sample, second));
+        ranges.online_max = larger(ranges.online_max, (double)sample->online);
+        if (sample->latency_count == 0)
+            continue;
+        double low_ms = (double)sample->latency_us_p50 / 1000.0;
+        if (low_ms < ranges.latency_ms_min)
+            ranges.latency_ms_min = low_ms;
+        ranges.latency_ms_max =
+            larger(ranges.latency_ms_max, (double)sample->latency_us_max / 1000.0);
+    }
+    return ranges;
 }
 
 /* The plot commands of both plots, for the terminal set before them. */
 static void write_plots(FILE *file, const plot_request *request, const char *extension,
-                        bool latency)
+                        const plot_ranges *ranges)
 {
     const char *prefix = request->prefix;
     fprintf(file, "set output '%s-throughput.%s'\n", prefix, extension);
     fprintf(file, "set title '%s: throughput per second'\n", request->title);
     fprintf(file, "set ylabel '%s per second'\nset y2label 'sessions online'\n",
             request->messages ? "messages" : "logins");
-    fprintf(file, "set ytics nomirror\nset y2tics\nset yrange [0:*]\nset y2range [0:*]\n");
+    fprintf(file, "set ytics nomirror\nset y2tics\nset yrange [0:%.3f]\nset y2range [0:%.3f]\n",
+            ranges->rate_max * 1.1, ranges->online_max * 1.1);
     if (request->messages)
         fprintf(file, "plot DATA using 2:6 with lines lw 2 title 'sent/s', "
                       "DATA using 2:7 with lines lw 2 title 'delivered/s', "
@@ -128,14 +154,16 @@ static void write_plots(FILE *file, const plot_request *request, const char *ext
     fprintf(file, "unset y2tics\nunset y2label\nset ytics mirror\n");
     fprintf(file, "set output '%s-latency.%s'\n", prefix, extension);
     fprintf(file, "set title '%s: %s latency of each second'\n", request->title, request->latency);
-    fprintf(file, "set ylabel 'ms'\nset yrange [*:*]\n");
-    if (latency)
-        fprintf(file, "set logscale y\n"
-                      "plot DATA using 2:8 with linespoints title 'p50', "
-                      "DATA using 2:9 with linespoints title 'p90', "
-                      "DATA using 2:10 with linespoints title 'p99', "
-                      "DATA using 2:11 with linespoints title 'max'\n"
-                      "unset logscale y\n");
+    fprintf(file, "set ylabel 'ms'\n");
+    if (ranges->latency_ms_max > 0)
+        fprintf(file,
+                "set logscale y\nset yrange [%.6f:%.6f]\n"
+                "plot DATA using 2:8 with linespoints title 'p50', "
+                "DATA using 2:9 with linespoints title 'p90', "
+                "DATA using 2:10 with linespoints title 'p99', "
+                "DATA using 2:11 with linespoints title 'max'\n"
+                "unset logscale y\n",
+                ranges->latency_ms_min / 2.0, ranges->latency_ms_max * 2.0);
     else
         fprintf(file, "set yrange [0:1]\nset label 1 'no latency samples' at graph 0.5,0.5 "
                       "center\nplot -1 notitle\nunset label 1\n");
@@ -149,20 +177,21 @@ static bool write_script(const char *path, const char *data_path, const plot_req
         return false;
     double end_s = 1.0;
     if (timeline_length(series) > 0)
-        end_s = (double)timeline_at(series, timeline_length(series) - 1)->end_us / 1e6;
-    bool latency = has_latency(series);
+        end_s =
+            larger(end_s, (double)timeline_at(series, timeline_length(series) - 1)->end_us / 1e6);
+    plot_ranges ranges = ranges_of(series, request->messages);
     fprintf(file, "# Written by %s --plot; render again with: gnuplot '%s'\n", request->command,
             path);
     fprintf(file, "DATA = '%s'\nset datafile missing '-'\nset grid\nset key top left\n", data_path);
     fprintf(file, "set xlabel 'seconds since start'\nset xrange [0:%.3f]\n", end_s);
     fprintf(file, "set terminal svg size " PLOT_SIZE " dynamic\n");
-    write_plots(file, request, "svg", latency);
+    write_plots(file, request, "svg", &ranges);
     fprintf(file, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
                   "    set terminal pngcairo size " PLOT_SIZE "\n"
                   "} else {\n"
                   "    set terminal png size " PLOT_SIZE "\n"
                   "}\n");
-    write_plots(file, request, "png", latency);
+    write_plots(file, request, "png", &ranges);
     fprintf(file, "set output\n");
     bool failed = ferror(file) != 0;
     return fclose(file) == 0 && !failed;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TIMELINE_LATENCY_DIGITS 3u
 
@@ -23,8 +24,9 @@
 typedef struct tracked_thread {
     int tid;
     char name[SYSTEM_THREAD_NAME_BYTES];
-    uint64_t last_cpu_us;
-    uint64_t active_cpu_us; /* over the seconds in which anything was counted */
+    uint64_t last_cpu_us;     /* at the last look */
+    uint64_t interval_cpu_us; /* used in the second being built (seen so far) */
+    uint64_t active_cpu_us;   /* over the seconds in which anything was counted */
 } tracked_thread;
 
 struct timeline {
@@ -163,6 +165,18 @@ static tracked_thread *tracked(timeline *series, const system_thread *seen)
     return thread;
 }
 
+void timeline_sample_threads(timeline *series)
+{
+    size_t seen = system_thread_cpu(series->scratch, TIMELINE_THREADS_MAX);
+    for (size_t i = 0; i < seen; i++) {
+        tracked_thread *thread = tracked(series, &series->scratch[i]);
+        if (thread == NULL || series->scratch[i].cpu_us < thread->last_cpu_us)
+            continue;
+        thread->interval_cpu_us += series->scratch[i].cpu_us - thread->last_cpu_us;
+        thread->last_cpu_us = series->scratch[i].cpu_us;
+    }
+}
+
 /* Reads the CPU of the process and of each thread over the closing second
  * into sample; active says whether the second counted anything. */
 static void close_cpu(timeline *series, timeline_sample *sample, bool active)
@@ -177,19 +191,17 @@ static void close_cpu(timeline *series, timeline_sample *sample, bool active)
     }
     if (active)
         series->active_us += sample->interval_us;
-    size_t seen = system_thread_cpu(series->scratch, TIMELINE_THREADS_MAX);
-    for (size_t i = 0; i < seen; i++) {
-        tracked_thread *thread = tracked(series, &series->scratch[i]);
-        if (thread == NULL || series->scratch[i].cpu_us < thread->last_cpu_us)
-            continue;
-        uint64_t used_us = series->scratch[i].cpu_us - thread->last_cpu_us;
-        thread->last_cpu_us = series->scratch[i].cpu_us;
+    timeline_sample_threads(series);
+    for (size_t i = 0; i < series->thread_count; i++) {
+        tracked_thread *thread = &series->threads[i];
         if (active)
-            thread->active_cpu_us += used_us;
-        double percent =
-            sample->interval_us > 0 ? (double)used_us * 100.0 / (double)sample->interval_us : 0.0;
+            thread->active_cpu_us += thread->interval_cpu_us;
+        double percent = sample->interval_us > 0
+                             ? (double)thread->interval_cpu_us * 100.0 / (double)sample->interval_us
+                             : 0.0;
         if (percent > sample->busiest_thread_percent)
             sample->busiest_thread_percent = percent;
+        thread->interval_cpu_us = 0;
     }
 }
 
@@ -272,7 +284,12 @@ void timeline_cpu_report(const timeline *series, timeline_cpu *cpu)
         double percent = (double)thread->active_cpu_us * 100.0 / (double)series->active_us;
         if (percent > cpu->busiest_thread_percent || cpu->busiest_thread[0] == '\0') {
             cpu->busiest_thread_percent = percent;
-            memcpy(cpu->busiest_thread, thread->name, sizeof cpu->busiest_thread);
+            /* The process's first thread is the main one: the pacer. */
+            if (thread->tid == (int)getpid())
+                snprintf(cpu->busiest_thread, sizeof cpu->busiest_thread, "main");
+            else
+                snprintf(cpu->busiest_thread, sizeof cpu->busiest_thread, "%s/%d", thread->name,
+                         thread->tid);
         }
     }
 }

@@ -116,7 +116,7 @@ typedef struct timeline_cpu {
     double cpu_percent;            /* cpu_us / elapsed_us, % of one core */
     uint64_t active_us;            /* wall time of the seconds in which anything was counted */
     double busiest_thread_percent; /* the busiest thread's CPU over those seconds */
-    char busiest_thread[16];       /* its name (comm) */
+    char busiest_thread[48];       /* "main", or its name (comm) "/" its tid */
 } timeline_cpu;
 
 /*
@@ -145,6 +145,11 @@ void timeline_meter_add_counts(const timeline_meter *meter, uint64_t totals[TIME
  */
 void timeline_close(timeline *timeline, const uint64_t totals[TIMELINE_COUNTERS], uint64_t online,
                     uint64_t now_us);
+
+/* Main thread: looks at every thread's CPU now and books it to the second
+ * being built. timeline_close does it too; call it before threads exit
+ * (the runtime stops) so their last part-second is not lost with them. */
+void timeline_sample_threads(timeline *timeline);
 
 /* The series (borrowed from timeline, valid until the next close). */
 size_t timeline_length(const timeline *timeline);

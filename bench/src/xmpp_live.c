@@ -161,6 +161,12 @@ void xmpp_wait_ms(xmpp_run *run, uint64_t milliseconds)
     }
 }
 
+void xmpp_live_before_stop(xmpp_run *run)
+{
+    if (run->timeline != NULL)
+        timeline_sample_threads(run->timeline);
+}
+
 void xmpp_live_finish(xmpp_run *run)
 {
     if (run->timeline == NULL)

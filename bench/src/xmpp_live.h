@@ -39,6 +39,9 @@ bool xmpp_live_prepare(xmpp_run *run) __attribute__((warn_unused_result));
 /* Right after run->start_us is set: starts the timeline (a run without
  * one, out of memory, says so once and goes on). */
 void xmpp_live_start(xmpp_run *run);
+/* Before the runtime stops: books the reactor threads' CPU so far (their
+ * /proc entries go with them). */
+void xmpp_live_before_stop(xmpp_run *run);
 /* After the reactor threads exited: closes the last (partial) second and
  * ends the progress line. */
 void xmpp_live_finish(xmpp_run *run);

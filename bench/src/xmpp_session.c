@@ -1113,6 +1113,7 @@ static bool run_sessions(xmpp_run *run)
         if (run->options.scenario->run_phase != NULL)
             posted = run->options.scenario->run_phase(run);
     }
+    xmpp_live_before_stop(run);
     rx_runtime_stop(run->runtime);
     rx_runtime_wait(run->runtime);
     xmpp_live_finish(run);
