@@ -1,8 +1,8 @@
 /*
  * bench_json.h: a tiny streaming JSON writer for bench reports. Reports are
  * nested objects of numbers and strings, and arrays of objects (a time
- * series), so that is all it writes: no parsing. Errors are sticky and reported once, by
- * json_finish.
+ * series), so that is all it writes: no parsing. Errors are sticky and
+ * reported once, by json_finish.
  */
 #ifndef STARLING_BENCH_JSON_H
 #define STARLING_BENCH_JSON_H
