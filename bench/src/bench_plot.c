@@ -54,6 +54,21 @@ bool plot_prefix_valid(const char *prefix)
     return true;
 }
 
+bool plot_directory_writable(const char *prefix)
+{
+    char directory[PLOT_PATH_BYTES_MAX];
+    const char *slash = strrchr(prefix, '/');
+    if (slash == NULL)
+        snprintf(directory, sizeof directory, ".");
+    else if (slash == prefix)
+        snprintf(directory, sizeof directory, "/");
+    else
+        snprintf(directory, sizeof directory, "%.*s", (int)(slash - prefix), prefix);
+    struct stat status;
+    return stat(directory, &status) == 0 && S_ISDIR(status.st_mode) &&
+           access(directory, W_OK | X_OK) == 0;
+}
+
 /* ---------------------------------------------------------- the files */
 
 /* Writes a latency in ms, or '-' (missing) for a second without samples. */

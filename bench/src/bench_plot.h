@@ -34,6 +34,11 @@ bool plot_find_gnuplot(char *path, size_t capacity) __attribute__((warn_unused_r
  * suffixes: it must be short and free of quotes and control bytes. */
 bool plot_prefix_valid(const char *prefix);
 
+/* True when the directory the prefix names files in (".", without a
+ * slash) exists and may be written: checked with the options, so that a
+ * bad prefix fails before the run, not after it. */
+bool plot_directory_writable(const char *prefix);
+
 /* What the plots show. All strings borrowed. */
 typedef struct plot_request {
     const char *command; /* "starling-bench chat", for messages */

@@ -50,6 +50,11 @@ bool xmpp_live_options_check(const char *command, xmpp_options *options)
                 command, PLOT_PREFIX_BYTES_MAX);
         return false;
     }
+    if (!plot_directory_writable(options->plot_prefix)) {
+        fprintf(stderr, "%s: --plot %s: its directory does not exist or is not writable\n", command,
+                options->plot_prefix);
+        return false;
+    }
     if (!plot_find_gnuplot(options->gnuplot, sizeof options->gnuplot)) {
         fprintf(stderr, "%s: --plot needs gnuplot on PATH (apt-get install gnuplot-nox)\n",
                 command);
