@@ -197,7 +197,9 @@ static bool write_script(const char *path, const char *data_path, const plot_req
     plot_ranges ranges = ranges_of(series, request->messages);
     fprintf(file, "# Written by %s --plot; render again with: gnuplot '%s'\n", request->command,
             path);
-    fprintf(file, "DATA = '%s'\nset datafile missing '-'\nset grid\nset key top left\n", data_path);
+    fprintf(file,
+            "DATA = '%s'\nset datafile missing '-'\nset grid\nset key outside right top vertical\n",
+            data_path);
     fprintf(file, "set xlabel 'seconds since start'\nset xrange [0:%.3f]\n", end_s);
     fprintf(file, "set terminal svg size " PLOT_SIZE " dynamic\n");
     write_plots(file, request, "svg", &ranges);
