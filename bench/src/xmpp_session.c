@@ -27,6 +27,7 @@
 #include "bench/src/xmpp_session.h"
 
 #include "bench/src/bench_cli.h"
+#include "bench/src/xmpp_live.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -102,6 +103,7 @@ static void usage(FILE *out)
             "  --json FILE         also write the report as JSON to FILE\n"
             "  --help              this text\n",
             SESSION_COUNT_MAX, SESSION_SESSIONS_PER_SOURCE);
+    fprintf(out, "%s", LIVE_USAGE);
     fprintf(out, "%s", usage_scenario->extra_usage);
 }
 
@@ -126,6 +128,9 @@ static const struct option long_options[] = {
     {"drain", required_argument, NULL, 'i'},
     {"window", required_argument, NULL, 'W'},
     {"help", no_argument, NULL, 'h'},
+    {"progress", no_argument, NULL, LIVE_OPTION_PROGRESS},
+    {"no-progress", no_argument, NULL, LIVE_OPTION_NO_PROGRESS},
+    {"plot", required_argument, NULL, LIVE_OPTION_PLOT},
     {NULL, 0, NULL, 0},
 };
 
@@ -232,6 +237,10 @@ static bool apply_option(int choice, const char *value, void *context)
     case 'C':
         options->tls_ca_path = value;
         return true;
+    case LIVE_OPTION_PROGRESS:
+    case LIVE_OPTION_NO_PROGRESS:
+    case LIVE_OPTION_PLOT:
+        return xmpp_live_apply_option(choice, value, options);
     default:
         return apply_number(choice, cli_option_name(long_options, choice), value, options);
     }
@@ -319,12 +328,13 @@ int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmp
         .mechanism = MECHANISM_SCRAM_SHA_1,
         .reactors = 1,
         .timeout_s = 60,
+        .progress = -1,
     };
     int status =
         cli_parse_options(command_name, argc, argv, long_options, usage, apply_option, options);
     if (status != CLI_EXIT_OK)
         return status;
-    if (!options_consistent(options))
+    if (!options_consistent(options) || !xmpp_live_options_check(command_name, options))
         return CLI_EXIT_USAGE;
     if (scenario->options_check != NULL && !scenario->options_check(options))
         return CLI_EXIT_USAGE;
@@ -375,6 +385,7 @@ static void session_fail_slice(xmpp_session *session, login_failure failure, con
     scram_exchange_free(session);
     reactor->counters.failures[failure]++;
     conditions_add(&reactor->counters.conditions, failure, condition, condition_bytes, 1);
+    timeline_meter_count(&reactor->meter, TIMELINE_FAILURES, 1);
     atomic_fetch_add_explicit(&reactor->run->finished, 1, memory_order_release);
 }
 
@@ -399,6 +410,9 @@ static void session_online(xmpp_session *session)
     rx_conn_handshake_done(session->conn);
     histogram_record(reactor->counters.latency_us, now_us - session->started_us);
     reactor->counters.online++;
+    timeline_meter_count(&reactor->meter, TIMELINE_LOGINS, 1);
+    if (!reactor->run->options.scenario->timeline_own_latency)
+        timeline_meter_latency(&reactor->meter, now_us - session->started_us);
     if (now_us > reactor->counters.last_online_us)
         reactor->counters.last_online_us = now_us;
     atomic_fetch_add_explicit(&reactor->run->online_now, 1, memory_order_relaxed);
@@ -1003,6 +1017,7 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
     if (session->state == STATE_ONLINE && !session->closing) {
         session->reactor->counters.dropped++;
         session->reactor->counters.failures[FAILURE_DROPPED]++;
+        timeline_meter_count(&session->reactor->meter, TIMELINE_FAILURES, 1);
         conditions_add(&session->reactor->counters.conditions, FAILURE_DROPPED,
                        rx_close_reason_name(reason), strlen(rx_close_reason_name(reason)), 1);
     } else if (reason == RX_CLOSE_HANDSHAKE_TIMEOUT || reason == RX_CLOSE_SHUTDOWN ||
@@ -1158,7 +1173,7 @@ void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us)
     uint64_t deadline_us = since_us + spread_us + (options->timeout_s + 1) * 1000000u;
     while (atomic_load_explicit(&run->finished, memory_order_acquire) < options->count &&
            system_now_us() < deadline_us)
-        xmpp_sleep_ms(SESSION_WAIT_STEP_MS);
+        xmpp_wait_ms(run, SESSION_WAIT_STEP_MS);
     run->wait_end_us = system_now_us();
 }
 
@@ -1255,6 +1270,10 @@ static bool run_prepare(xmpp_run *run)
             complain("out of memory for reactor %u\n", i);
             return false;
         }
+    if (!xmpp_live_prepare(run)) {
+        complain("out of memory for the timeline\n");
+        return false;
+    }
     return true;
 }
 
@@ -1262,6 +1281,7 @@ static void run_free(xmpp_run *run)
 {
     if (run->runtime != NULL)
         rx_runtime_destroy(run->runtime);
+    xmpp_live_free(run);
     for (unsigned i = 0; run->reactors != NULL && i < run->reactor_count; i++) {
         xmpp_reactor *reactor = &run->reactors[i];
         free(reactor->sessions);
@@ -1285,16 +1305,19 @@ static bool run_sessions(xmpp_run *run)
     if (rx_runtime_start(run->runtime) != RX_OK)
         return false;
     run->start_us = system_now_us();
+    xmpp_live_start(run);
     bool posted = xmpp_post_to_reactors(run, reactor_start);
     if (posted) {
         xmpp_wait_for_logins(run, run->start_us);
         if (run->options.hold_s > 0)
-            xmpp_sleep_ms(run->options.hold_s * 1000u);
+            xmpp_wait_ms(run, run->options.hold_s * 1000u);
         if (run->options.scenario->run_phase != NULL)
             posted = run->options.scenario->run_phase(run);
     }
+    xmpp_live_before_stop(run);
     rx_runtime_stop(run->runtime);
     rx_runtime_wait(run->runtime);
+    xmpp_live_finish(run);
     return posted;
 }
 
@@ -1484,6 +1507,7 @@ static void report_body(json_writer *writer, const void *context)
     json_timing(writer, run, report->results);
     if (run->options.scenario->report_json != NULL)
         run->options.scenario->report_json(writer, run);
+    xmpp_live_report_json(writer, run);
 }
 
 static bool report_json(const xmpp_run *run, const xmpp_results *results, const char *path)
@@ -1510,9 +1534,12 @@ static int run_and_report(xmpp_run *run)
     const xmpp_scenario *scenario = run->options.scenario;
     if (scenario->report_human != NULL)
         scenario->report_human(run);
+    xmpp_live_report_human(run);
     bool written =
         run->options.json_path == NULL || report_json(run, &results, run->options.json_path);
     histogram_destroy(results.latency_us);
+    if (!xmpp_live_plot(run))
+        written = false;
     if (!written)
         return CLI_EXIT_FAILED;
     bool complete = results.online == run->options.count && results.failed == 0 &&

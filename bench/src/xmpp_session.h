@@ -6,13 +6,17 @@
  * stream, SASL, restart, bind, presence). A scenario is a table of hooks: what to do with
  * stanzas once a session is online, what to do on the main thread after
  * the logins, and what to add to the report. Everything a reactor counts is
- * its own; the main thread reads it only after the reactor threads exited.
+ * its own; the main thread reads it only after the reactor threads exited,
+ * except each reactor's timeline meter, built to be read every second
+ * (bench_timeline.h, xmpp_live.h).
  */
 #ifndef STARLING_BENCH_XMPP_SESSION_H
 #define STARLING_BENCH_XMPP_SESSION_H
 
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_plot.h"
 #include "bench/src/bench_system.h"
+#include "bench/src/bench_timeline.h"
 #include "bench/src/histogram.h"
 #include "bench/src/tls_client.h"
 #include "proto/scram.h"
@@ -87,6 +91,9 @@ typedef struct xmpp_options {
     uint64_t window;                      /* chat: --window, closed loop when > 0 */
     uint64_t duration_s;                  /* chat: sending period */
     uint64_t drain_s;                     /* chat: wait for stragglers */
+    int progress;                         /* --progress 1, --no-progress 0, -1: if a tty */
+    const char *plot_prefix;              /* --plot, NULL: no plots */
+    char gnuplot[PLOT_PATH_BYTES_MAX];    /* gnuplot found on PATH for --plot */
 } xmpp_options;
 
 /* Why a session did not get online, or did not stay. */
@@ -192,6 +199,7 @@ typedef struct xmpp_reactor {
     xmpp_counters counters;   /* of the current wave of logins */
     xmpp_counters first_wave; /* reconnect: the counters before the drop */
     void *scenario_state;     /* owned by the scenario (its hooks free it) */
+    timeline_meter meter;     /* what the per-second timeline reads (bench_timeline.h) */
 } xmpp_reactor;
 
 typedef struct xmpp_run {
@@ -212,6 +220,10 @@ typedef struct xmpp_run {
     uint64_t first_wave_finished; /* reconnect: finished before the drop */
     bool usage_available;
     tool_usage usage;
+    timeline *timeline;         /* owned; the main thread's alone (see xmpp_live.c) */
+    uint64_t timeline_next_us;  /* when the next second closes */
+    uint64_t timeline_asked_us; /* when the reactors were asked to rotate, 0: not yet */
+    size_t progress_width;      /* widest progress line so far, to overwrite it */
 } xmpp_run;
 
 typedef struct xmpp_results {
@@ -248,6 +260,9 @@ typedef struct xmpp_scenario {
     void (*report_human)(const xmpp_run *run);
     void (*report_json)(json_writer *writer, const xmpp_run *run);
     bool (*succeeded)(const xmpp_run *run);
+    /* The scenario records its own latency (chat: per message) into
+     * reactor->meter; otherwise login latency goes into the timeline. */
+    bool timeline_own_latency;
 } xmpp_scenario;
 
 /* Parses argv (after the subcommand) and runs the scenario; the exit status. */
@@ -274,6 +289,11 @@ void xmpp_session_start(xmpp_reactor *reactor, xmpp_session *session);
 /* Posts function to every reactor with pointer = its xmpp_reactor. */
 bool xmpp_post_to_reactors(xmpp_run *run, rx_message_fn *function);
 void xmpp_sleep_ms(uint64_t milliseconds);
+/* Main thread: closes the timeline's second when due (and prints the
+ * progress line); cheap when not due. Every main-thread wait calls it. */
+void xmpp_timeline_poll(xmpp_run *run);
+/* Main thread: sleeps milliseconds, polling the timeline meanwhile. */
+void xmpp_wait_ms(xmpp_run *run, uint64_t milliseconds);
 /* Waits (bounded by --timeout-s past since_us) until run->finished reaches
  * --count. */
 void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us);
