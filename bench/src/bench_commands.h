@@ -7,9 +7,17 @@
 #ifndef STARLING_BENCH_COMMANDS_H
 #define STARLING_BENCH_COMMANDS_H
 
+#include <stdbool.h>
+
 /* idle: open many connections (optionally XMPP streams), hold them, report
  * the accept rate and the server's memory per connection. */
 int bench_idle_main(int argc, char **argv);
+
+/* idle --login: is --login among the arguments; if so, idle runs
+ * bench_idle_login_main, which logs N sessions in on the session engine,
+ * holds them, and reports the server's memory per session. */
+bool bench_idle_wants_login(int argc, char **argv);
+int bench_idle_login_main(int argc, char **argv);
 
 /* login: log N sessions in (connect, stream, SASL, bind, presence) on the
  * runtime, report logins/s, login latency and failures by reason. */

@@ -156,6 +156,8 @@ static void usage(FILE *out)
             "                           (default one per %u connections on loopback, 0 = none)\n"
             "  --xmpp                   open an XMPP stream on each connection (default)\n"
             "  --raw                    only connect\n"
+            "  --login                  log sessions in instead (SASL, bind, presence, TLS)\n"
+            "                           on the session engine: see idle --login --help\n"
             "  --domain NAME            the stream header's 'to' (default localhost)\n"
             "  --hold SECONDS           hold every connection this long (default 5)\n"
             "  --connect-timeout-ms MS  per connection, until connected and answered\n"
@@ -950,6 +952,8 @@ static int run_phases(idle_run *run)
 
 int bench_idle_main(int argc, char **argv)
 {
+    if (bench_idle_wants_login(argc, argv))
+        return bench_idle_login_main(argc, argv);
     idle_run *run = calloc(1, sizeof *run);
     if (run == NULL) {
         fprintf(stderr, IDLE_COMMAND ": out of memory\n");

@@ -28,6 +28,7 @@
 
 #include "bench/src/bench_cli.h"
 #include "bench/src/xmpp_live.h"
+#include "bench/src/xmpp_memory.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,6 +105,7 @@ static void usage(FILE *out)
             "  --help              this text\n",
             SESSION_COUNT_MAX, SESSION_SESSIONS_PER_SOURCE);
     fprintf(out, "%s", LIVE_USAGE);
+    fprintf(out, "%s", MEMORY_USAGE);
     fprintf(out, "%s", usage_scenario->extra_usage);
 }
 
@@ -131,6 +133,7 @@ static const struct option long_options[] = {
     {"progress", no_argument, NULL, LIVE_OPTION_PROGRESS},
     {"no-progress", no_argument, NULL, LIVE_OPTION_NO_PROGRESS},
     {"plot", required_argument, NULL, LIVE_OPTION_PLOT},
+    {"server-pid", required_argument, NULL, MEMORY_OPTION_SERVER_PID},
     {NULL, 0, NULL, 0},
 };
 
@@ -241,6 +244,8 @@ static bool apply_option(int choice, const char *value, void *context)
     case LIVE_OPTION_NO_PROGRESS:
     case LIVE_OPTION_PLOT:
         return xmpp_live_apply_option(choice, value, options);
+    case MEMORY_OPTION_SERVER_PID:
+        return xmpp_memory_apply_option(command_name, value, options);
     default:
         return apply_number(choice, cli_option_name(long_options, choice), value, options);
     }
@@ -335,6 +340,8 @@ int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmp
     if (status != CLI_EXIT_OK)
         return status;
     if (!options_consistent(options) || !xmpp_live_options_check(command_name, options))
+        return CLI_EXIT_USAGE;
+    if (!xmpp_memory_options_check(command_name, options))
         return CLI_EXIT_USAGE;
     if (scenario->options_check != NULL && !scenario->options_check(options))
         return CLI_EXIT_USAGE;
@@ -1306,11 +1313,13 @@ static bool run_sessions(xmpp_run *run)
         return false;
     run->start_us = system_now_us();
     xmpp_live_start(run);
+    xmpp_memory_before(run);
     bool posted = xmpp_post_to_reactors(run, reactor_start);
     if (posted) {
         xmpp_wait_for_logins(run, run->start_us);
         if (run->options.hold_s > 0)
             xmpp_wait_ms(run, run->options.hold_s * 1000u);
+        xmpp_memory_after(run);
         if (run->options.scenario->run_phase != NULL)
             posted = run->options.scenario->run_phase(run);
     }
@@ -1505,6 +1514,7 @@ static void report_body(json_writer *writer, const void *context)
     json_options(writer, run);
     xmpp_json_sessions(writer, "sessions", report->results, run->options.count);
     json_timing(writer, run, report->results);
+    xmpp_memory_report_json(writer, run);
     if (run->options.scenario->report_json != NULL)
         run->options.scenario->report_json(writer, run);
     xmpp_live_report_json(writer, run);
@@ -1531,6 +1541,7 @@ static int run_and_report(xmpp_run *run)
         return CLI_EXIT_FAILED;
     }
     report_human(run, &results);
+    xmpp_memory_report_human(run);
     const xmpp_scenario *scenario = run->options.scenario;
     if (scenario->report_human != NULL)
         scenario->report_human(run);

@@ -14,6 +14,7 @@
 #define STARLING_BENCH_XMPP_SESSION_H
 
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_memory.h"
 #include "bench/src/bench_plot.h"
 #include "bench/src/bench_system.h"
 #include "bench/src/bench_timeline.h"
@@ -94,6 +95,7 @@ typedef struct xmpp_options {
     int progress;                         /* --progress 1, --no-progress 0, -1: if a tty */
     const char *plot_prefix;              /* --plot, NULL: no plots */
     char gnuplot[PLOT_PATH_BYTES_MAX];    /* gnuplot found on PATH for --plot */
+    uint64_t server_pid;                  /* --server-pid, 0: none (xmpp_memory.h) */
 } xmpp_options;
 
 /* Why a session did not get online, or did not stay. */
@@ -224,6 +226,12 @@ typedef struct xmpp_run {
     uint64_t timeline_next_us;  /* when the next second closes */
     uint64_t timeline_asked_us; /* when the reactors were asked to rotate, 0: not yet */
     size_t progress_width;      /* widest progress line so far, to overwrite it */
+
+    /* --server-pid (xmpp_memory.h): the samples around the hold. */
+    memory_sample memory_before; /* before the first connect */
+    memory_sample memory_after;  /* at the end of --hold */
+    uint64_t memory_online;      /* sessions online at memory_after */
+    uint64_t memory_sampled_us;  /* when memory_after was taken, 0: not yet */
 } xmpp_run;
 
 typedef struct xmpp_results {
