@@ -10,6 +10,7 @@
  * harness is tests/harness.h.
  */
 #include "bench/src/bench_cli.h"
+#include "bench/src/bench_commands.h"
 #include "bench/src/xmpp_session.h"
 
 #include <getopt.h>
@@ -294,6 +295,43 @@ static void test_help(void)
     CHECK(strstr(text, "none (default") != NULL);
     CHECK(strstr(text, "--tls-ca FILE") != NULL);
     CHECK(strstr(text, "ANONYMOUS") != NULL);
+    CHECK(strstr(text, "--server-pid PID") != NULL);
+}
+
+static void test_server_pid(void)
+{
+    xmpp_options options;
+    char own_pid[32];
+    snprintf(own_pid, sizeof own_pid, "%d", (int)getpid());
+    CHECK(LOGIN("--count", "10") == CLI_EXIT_OK);
+    CHECK(options.server_pid == 0);
+    CHECK(LOGIN("--server-pid", own_pid) == CLI_EXIT_OK);
+    CHECK(options.server_pid == (uint64_t)getpid());
+    CHECK(CHAT("--server-pid", own_pid) == CLI_EXIT_OK);
+    CHECK(options.server_pid == (uint64_t)getpid());
+    CHECK(LOGIN("--server-pid", "0") == CLI_EXIT_USAGE);
+    CHECK(LOGIN("--server-pid", "4194305") == CLI_EXIT_USAGE); /* past PID_MAX_LIMIT */
+    CHECK(LOGIN("--server-pid", "pid") == CLI_EXIT_USAGE);
+    CHECK(LOGIN("--server-pid") == CLI_EXIT_USAGE);
+    /* pids are below pid_max, at most 4194304: no process has this one. */
+    CHECK(LOGIN("--server-pid", "4194304") == CLI_EXIT_USAGE);
+}
+
+/* idle runs on the engine when --login is anywhere among its arguments. */
+static void test_idle_wants_login(void)
+{
+    char name[] = "idle", login[] = "--login", count[] = "--count", ten[] = "10";
+    char logins[] = "--logins", raw[] = "--raw";
+    char *first[] = {name, login, count, ten, NULL};
+    char *last[] = {name, count, ten, login, NULL};
+    char *none[] = {name, count, ten, raw, NULL};
+    char *prefix[] = {name, logins, NULL};
+    char *alone[] = {login, NULL}; /* argv[0] is the subcommand, never an option */
+    CHECK(bench_idle_wants_login(4, first));
+    CHECK(bench_idle_wants_login(4, last));
+    CHECK(!bench_idle_wants_login(4, none));
+    CHECK(!bench_idle_wants_login(2, prefix));
+    CHECK(!bench_idle_wants_login(1, alone));
 }
 
 /* --------------------------------------------------------- bench_cli.h */
@@ -400,6 +438,8 @@ int main(int argc, char **argv)
     harness_run("anonymous_needs_no_users", test_anonymous_needs_no_users, filter);
     harness_run("tls", test_tls, filter);
     harness_run("help", test_help, filter);
+    harness_run("server_pid", test_server_pid, filter);
+    harness_run("idle_wants_login", test_idle_wants_login, filter);
     harness_run("cli_parse_unsigned", test_cli_parse_unsigned, filter);
     harness_run("cli_parse_options", test_cli_parse_options, filter);
     return harness_finish();
