@@ -13,9 +13,10 @@
  * the accept rate and the server's memory per connection. */
 int bench_idle_main(int argc, char **argv);
 
-/* idle --login: is --login among the arguments; if so, idle runs
- * bench_idle_login_main, which logs N sessions in on the session engine,
- * holds them, and reports the server's memory per session. */
+/* idle --login: is --login among the arguments (argv borrowed, argv[0]
+ * skipped); if so, idle runs bench_idle_login_main, which logs N sessions
+ * in on the session engine, holds them, and reports the server's memory
+ * per session. */
 bool bench_idle_wants_login(int argc, char **argv);
 int bench_idle_login_main(int argc, char **argv);
 

@@ -18,8 +18,8 @@ typedef struct bench_command {
 
 static const bench_command commands[] = {
     {"idle",
-     "open N connections (XMPP streams or raw TCP), hold them idle, report "
-     "connects/s and server memory per connection",
+     "open N connections (XMPP streams or raw TCP; logged-in sessions with --login), "
+     "hold them idle, report connects/s and server memory per connection",
      bench_idle_main},
     {"login",
      "log N sessions in (SASL, bind, presence) on Starling's runtime, report logins/s, "

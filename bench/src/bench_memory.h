@@ -40,19 +40,21 @@ typedef struct memory_results {
  * stderr prefixed by command (borrowed); the figures are then null. */
 void memory_sample_take(const char *command, uint64_t server_pid, memory_sample *sample);
 
-/* The growth of every figure from before to after, per held connection. */
+/* The growth of every figure from before to after (both borrowed), per
+ * held connection. */
 memory_results memory_compute(const memory_sample *before, const memory_sample *after,
                               uint64_t held);
 
-/* Prints one line per available figure: before, after, and bytes per unit
- * ("connection", "session"; borrowed). */
+/* Prints one line per available figure of results (borrowed): before,
+ * after, and bytes per unit ("connection", "session"; borrowed). */
 void memory_print(const memory_results *results, const char *unit);
 
 /*
  * Writes the objects "server" {pid, rss_bytes_before, rss_bytes_after,
  * rss_bytes_per_connection, the same for pss_bytes} and "kernel"
  * {tcp_in_use_before, tcp_in_use_after, tcp_memory_bytes_*,
- * socket_slab_bytes_*, slab_bytes_*}; unavailable figures are null.
+ * socket_slab_bytes_*, slab_bytes_*}; unavailable figures are null. All
+ * pointers borrowed.
  */
 void memory_json(json_writer *writer, uint64_t server_pid, const memory_sample *before,
                  const memory_sample *after, const memory_results *results);

@@ -7,7 +7,7 @@
  * sampled, not its descendants, as idle's stream mode does. The kernel is
  * sampled on every run (it costs a few /proc reads); the human summary
  * shows the figures only with --server-pid, the JSON report always. Main
- * thread only.
+ * thread only; every pointer argument is borrowed.
  */
 #ifndef STARLING_BENCH_XMPP_MEMORY_H
 #define STARLING_BENCH_XMPP_MEMORY_H
