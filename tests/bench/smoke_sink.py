@@ -8,6 +8,10 @@ stdout; the wait for that line is bounded), then runs against it:
     sent > 0, delivered == sent, lost 0, duplicates 0;
   login --count 200 with a wrong password: exit 1, 200 auth failures, all
     not-authorized.
+A raw socket client then logs in with ANONYMOUS (the login engine of this
+branch has no ANONYMOUS, so the sink's side is checked by hand), binds,
+pings, sends itself a message with a forged 'from' (it must come back
+stamped with its real JID) and one to an offline user (an error comes back).
 Then stops the sink with SIGTERM (exit 0 expected, bounded) and checks that
 the sink's own counters (its --json at exit) agree with the generator's:
 logins by mechanism, binds, SASL failures, messages forwarded == sent,
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,9 @@ STOP_TIMEOUT_S = 30
 COUNT = 200
 CHAT_COUNT = 100
 PASSWORD = "sink-secret"
+RAW_TIMEOUT_S = 10
+HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
+          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 
 
 def read(path):
@@ -115,10 +123,69 @@ def check_wrong_password(bench, port, work):
         raise AssertionError(f"wrong password: exit {status}, sessions {sessions}")
 
 
+class RawClient:
+    """A bare XMPP client over a socket: sends text, waits (bounded) for text."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=RAW_TIMEOUT_S)
+        self.received = ""
+
+    def send(self, text):
+        self.sock.sendall(text.encode())
+
+    def wait_for(self, wanted):
+        """Returns everything received up to and including wanted."""
+        deadline = time.monotonic() + RAW_TIMEOUT_S
+        while wanted not in self.received:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"raw client: no {wanted!r} in {self.received!r}")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"raw client: closed before {wanted!r}: {self.received!r}")
+            self.received += chunk.decode()
+        at = self.received.index(wanted) + len(wanted)
+        seen, self.received = self.received[:at], self.received[at:]
+        return seen
+
+
+def check_raw_protocol(port):
+    """ANONYMOUS, bind, ping, a message to itself with a forged from (stamped
+    with the real JID), and one to nobody (bounced). Returns the JID."""
+    client = RawClient(port)
+    client.send(HEADER)
+    if "<mechanism>ANONYMOUS</mechanism>" not in client.wait_for("</stream:features>"):
+        raise AssertionError("raw: ANONYMOUS not offered")
+    client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'>=</auth>")
+    client.wait_for("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'></success>")
+    client.send(HEADER)
+    client.wait_for("</stream:features>")
+    client.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                "<resource>raw</resource></bind></iq>")
+    bound = client.wait_for("</iq>")
+    jid = bound.split("<jid>")[1].split("</jid>")[0]
+    if not jid.endswith("@localhost/raw"):
+        raise AssertionError(f"raw: bound JID {jid!r}")
+    client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    if "type='result'" not in client.wait_for("id='p1'"):
+        raise AssertionError("raw: ping not answered with a result")
+    bare = jid.split("/")[0]
+    client.send(f"<message to='{bare}' from='forged@localhost' id='m1'><body>hi</body></message>")
+    echoed = client.wait_for("</message>")
+    if f"from='{jid}'" not in echoed or "forged" in echoed or "<body>hi</body>" not in echoed:
+        raise AssertionError(f"raw: message not stamped with {jid}: {echoed!r}")
+    client.send("<message to='nobody@localhost' id='m2'><body>lost</body></message>")
+    bounced = client.wait_for("</message>")
+    if "type='error'" not in bounced or "service-unavailable" not in bounced:
+        raise AssertionError(f"raw: no error for an offline recipient: {bounced!r}")
+    client.send("</stream:stream>")
+    client.wait_for("</stream:stream>")
+    client.sock.close()
+
+
 def check_sink_counters(work, sent):
     with open(os.path.join(work, "sink.json")) as f:
         counters = json.load(f)["counters"]
-    logins = 3 * COUNT + CHAT_COUNT
+    logins = 3 * COUNT + CHAT_COUNT + 1  # and the raw client's
     expected = {
         "binds": logins,
         "bind_errors": 0,
@@ -126,9 +193,10 @@ def check_sink_counters(work, sent):
         "accepted": logins + COUNT,
         "closed": logins + COUNT,
         "streams": logins + COUNT,
-        "messages_received": sent,
-        "messages_forwarded": sent,
-        "messages_undeliverable": 0,
+        "messages_received": sent + 2,
+        "messages_forwarded": sent + 1,
+        "messages_undeliverable": 1,
+        "pings": 1,
         "messages_mailbox_full": 0,
         "stream_errors": 0,
     }
@@ -136,7 +204,7 @@ def check_sink_counters(work, sent):
              if counters[key] != value}
     sasl = counters["sasl_success"]
     wanted_sasl = {"scram_sha_256": COUNT, "scram_sha_1": COUNT + CHAT_COUNT, "plain": COUNT,
-                   "anonymous": 0}
+                   "anonymous": 1}
     if wrong or sasl != wanted_sasl:
         raise AssertionError(f"sink counters disagree (got, expected): {wrong}; sasl {sasl}")
 
@@ -152,12 +220,13 @@ def main():
             check_login(args.bench, port, work, mechanism)
         sent = check_chat(args.bench, port, work)
         check_wrong_password(args.bench, port, work)
+        check_raw_protocol(port)
         status = stop_sink(process)
         print(read(os.path.join(work, "sink.out")), flush=True)
         if status != 0:
             raise AssertionError(f"sink exited {status} on SIGTERM")
         check_sink_counters(work, sent)
-    except (AssertionError, subprocess.TimeoutExpired) as error:
+    except (AssertionError, OSError, subprocess.TimeoutExpired) as error:
         stop_sink(process)
         print(f"sink output:\n{read(os.path.join(work, 'sink.out'))}", file=sys.stderr)
         print(f"FAIL: {error}", file=sys.stderr)
