@@ -133,6 +133,7 @@ typedef struct sink_conn {
     struct sink_conn *bucket_next; /* the reactor's table of bound sessions */
     sink_scram *scram;             /* owned, only during SCRAM */
     uint64_t name_hash;
+    uint32_t anonymous_number; /* 0 unless logged in with ANONYMOUS */
     uint8_t state;
     uint8_t name_bytes, resource_bytes;
     bool header_sent, reset_pending, registered;
@@ -155,7 +156,12 @@ typedef struct sink_reactor {
     uint32_t bucket_mask;
     char *out; /* owned: one element being built */
     size_t out_capacity;
-    uint64_t next_stream, next_anonymous;
+    uint64_t next_stream;
+    /* ANONYMOUS names are anon-REACTOR-NUMBER; a number comes back when its
+     * session closes, so a reactor never uses more numbers than it has
+     * slots and the directory never fills with the names of the past. */
+    uint32_t *anonymous_free; /* owned, slots entries */
+    uint32_t anonymous_free_count, anonymous_issued, slots;
     sink_counters counters;
 } sink_reactor;
 
@@ -363,8 +369,8 @@ static void directory_release(uint64_t hash, unsigned reactor)
     sink_directory_entry *entry = directory_find(hash);
     uint32_t expected = reactor + 1;
     if (entry != NULL)
-        atomic_compare_exchange_strong_explicit(&entry->reactor, &expected, 0, memory_order_acq_rel,
-                                                memory_order_relaxed);
+        (void)atomic_compare_exchange_strong_explicit(&entry->reactor, &expected, 0,
+                                                      memory_order_acq_rel, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------ session tables */
@@ -564,9 +570,12 @@ static void auth_plain(sink_conn *session, const char *message, size_t bytes)
 static void auth_anonymous(sink_conn *session)
 {
     sink_reactor *reactor = session->reactor;
+    uint32_t number = reactor->anonymous_free_count > 0
+                          ? reactor->anonymous_free[--reactor->anonymous_free_count]
+                          : ++reactor->anonymous_issued;
     char name[SINK_NAME_BYTES_MAX];
-    int bytes =
-        snprintf(name, sizeof name, "anon-%u-%" PRIu64, reactor->index, ++reactor->next_anonymous);
+    int bytes = snprintf(name, sizeof name, "anon-%u-%" PRIu32, reactor->index, number);
+    session->anonymous_number = number;
     if (bytes <= 0 || !set_name(session, name, (size_t)bytes)) {
         sasl_failure(session, "temporary-auth-failure");
         return;
@@ -1025,7 +1034,10 @@ static void sink_on_close(rx_conn *conn, rx_close_reason reason)
     sink_conn *session = rx_conn_userdata(conn);
     if (session == NULL)
         return;
-    session->reactor->counters.closed++;
+    sink_reactor *reactor = session->reactor;
+    reactor->counters.closed++;
+    if (session->anonymous_number != 0 && reactor->anonymous_free_count < reactor->slots)
+        reactor->anonymous_free[reactor->anonymous_free_count++] = session->anonymous_number;
     if (session->registered)
         table_remove(session);
     xml_tokenizer_fini(&session->tokenizer);
@@ -1200,7 +1212,10 @@ static bool sink_prepare(sink *sink, unsigned slots)
         reactor->bucket_mask = (uint32_t)(buckets - 1);
         reactor->out_capacity = LIMIT_STANZA_BYTES_MAX + SINK_OUT_SLACK_BYTES;
         reactor->out = malloc(reactor->out_capacity);
-        if (reactor->scratch == NULL || reactor->buckets == NULL || reactor->out == NULL)
+        reactor->slots = slots;
+        reactor->anonymous_free = calloc(slots, sizeof *reactor->anonymous_free);
+        if (reactor->scratch == NULL || reactor->buckets == NULL || reactor->out == NULL ||
+            reactor->anonymous_free == NULL)
             return false;
     }
     return true;
@@ -1214,6 +1229,7 @@ static void sink_free(sink *sink)
             xml_scratch_destroy(reactor->scratch);
         free(reactor->buckets);
         free(reactor->out);
+        free(reactor->anonymous_free);
     }
     free(sink->reactors);
     free(sink->directory);
