@@ -20,7 +20,9 @@
  * addressed table of 64-bit name hashes) says which reactor holds a name.
  * A message for a session of another reactor is copied into a parcel and
  * posted to that reactor's mailbox, which looks the name up in its own
- * table and sends. Nothing is shared but the directory's atomics.
+ * table and sends. Nothing is shared but the directory's atomics. (A
+ * parcel still in a mailbox when its reactor exits at shutdown is not
+ * freed: the process is ending, and traffic has stopped by then.)
  *
  * It counts what it did (streams, logins by mechanism, binds, messages
  * received, forwarded, undeliverable) and prints the counts when SIGTERM
