@@ -76,13 +76,19 @@
 #define SINK_DIRECTORY_SLOTS_PER_CONNECTION 2u
 #define SINK_DIRECTORY_MIN                  1024u
 #define SINK_DESCRIPTORS_SPARE              64u
-#define STREAM_NAMESPACE                    "http://etherx.jabber.org/streams"
-#define SASL_NAMESPACE                      "urn:ietf:params:xml:ns:xmpp-sasl"
-#define BIND_NAMESPACE                      "urn:ietf:params:xml:ns:xmpp-bind"
-#define SESSION_NAMESPACE                   "urn:ietf:params:xml:ns:xmpp-session"
-#define PING_NAMESPACE                      "urn:xmpp:ping"
-#define STANZAS_NAMESPACE                   "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define CLIENT_NAMESPACE                    "jabber:client"
+/* Parcels a reactor keeps while a target's mailbox is full (retried every
+ * message to that target and every millisecond timer tick, in order). A
+ * closed loop keeps at most window x sessions in flight, far below; past
+ * it the sender gets resource-constraint. About 200 bytes each. */
+#define SINK_PENDING_PARCELS_MAX 262144u
+#define SINK_PENDING_RETRY_MS    1u
+#define STREAM_NAMESPACE         "http://etherx.jabber.org/streams"
+#define SASL_NAMESPACE           "urn:ietf:params:xml:ns:xmpp-sasl"
+#define BIND_NAMESPACE           "urn:ietf:params:xml:ns:xmpp-bind"
+#define SESSION_NAMESPACE        "urn:ietf:params:xml:ns:xmpp-session"
+#define PING_NAMESPACE           "urn:xmpp:ping"
+#define STANZAS_NAMESPACE        "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define CLIENT_NAMESPACE         "jabber:client"
 
 typedef enum sink_mechanism {
     SINK_SCRAM_SHA_256 = 0,
@@ -113,7 +119,7 @@ typedef struct sink_counters {
     uint64_t sasl_success[SINK_MECHANISM_COUNT];
     uint64_t sasl_failures, binds, bind_errors, presences;
     uint64_t messages_received, messages_forwarded, messages_forwarded_cross_reactor;
-    uint64_t messages_undeliverable, messages_mailbox_full;
+    uint64_t messages_undeliverable, messages_mailbox_full, messages_mailbox_waits;
     uint64_t pings, iq_other, stream_errors;
 } sink_counters;
 
@@ -146,6 +152,7 @@ typedef struct sink_conn {
 /* A message handed to another reactor: the recipient's name, then the
  * stamped stanza. Transferred to the target, which frees it. */
 typedef struct sink_parcel {
+    struct sink_parcel *next; /* in the sender's queue while the mailbox is full */
     uint64_t name_hash;
     uint32_t name_bytes, stanza_bytes;
     char data[];
@@ -164,6 +171,10 @@ typedef struct sink_reactor {
      * slots and the directory never fills with the names of the past. */
     uint32_t *anonymous_free; /* owned, slots entries */
     uint32_t anonymous_free_count, anonymous_issued, slots;
+    /* Parcels the target's mailbox refused, per target, oldest first. */
+    sink_parcel **pending_head, **pending_tail; /* owned, one per reactor */
+    uint64_t pending_count;
+    rx_timer pending_timer;
     sink_counters counters;
 } sink_reactor;
 
@@ -868,22 +879,71 @@ static void deliver_parcel(const rx_message *message)
 }
 
 /* Hands the stamped stanza to reactor target; false when it could not. */
-static bool post_parcel(unsigned target, uint64_t hash, const char *name, size_t name_bytes,
-                        const out_text *stanza)
+/* Posts the oldest parcels queued for target until its mailbox refuses;
+ * a target that has exited (shutdown) drops them. */
+static void pending_flush(sink_reactor *reactor, unsigned target)
 {
+    while (reactor->pending_head[target] != NULL) {
+        sink_parcel *parcel = reactor->pending_head[target];
+        rx_message message = {.function = deliver_parcel, .pointer = parcel};
+        rx_status status = rx_post(target, &message);
+        if (status == RX_ERR_FULL)
+            return;
+        reactor->pending_head[target] = parcel->next;
+        reactor->pending_count--;
+        if (status != RX_OK) {
+            reactor->counters.messages_undeliverable++;
+            free(parcel);
+        }
+    }
+    reactor->pending_tail[target] = NULL;
+}
+
+static void on_pending_timer(rx_timer *timer, void *argument)
+{
+    sink_reactor *reactor = argument;
+    for (unsigned target = 0; target < the_sink->reactor_count; target++)
+        pending_flush(reactor, target);
+    if (reactor->pending_count > 0)
+        rx_timer_arm(timer, SINK_PENDING_RETRY_MS);
+}
+
+/* Hands the stamped stanza to reactor target, behind what is queued for it;
+ * false when the queue is at its bound (or memory ran out). */
+static bool post_parcel(sink_reactor *reactor, unsigned target, uint64_t hash, const char *name,
+                        size_t name_bytes, const out_text *stanza)
+{
+    pending_flush(reactor, target);
+    if (reactor->pending_count >= SINK_PENDING_PARCELS_MAX)
+        return false;
     sink_parcel *parcel = malloc(sizeof *parcel + name_bytes + stanza->used);
     if (parcel == NULL)
         return false;
+    parcel->next = NULL;
     parcel->name_hash = hash;
     parcel->name_bytes = (uint32_t)name_bytes;
     parcel->stanza_bytes = (uint32_t)stanza->used;
     memcpy(parcel->data, name, name_bytes);
     memcpy(parcel->data + name_bytes, stanza->bytes, stanza->used);
-    rx_message message = {.function = deliver_parcel, .pointer = parcel};
-    if (rx_post(target, &message) != RX_OK) {
-        free(parcel);
-        return false;
+    if (reactor->pending_head[target] == NULL) {
+        rx_message message = {.function = deliver_parcel, .pointer = parcel};
+        rx_status status = rx_post(target, &message);
+        if (status == RX_OK)
+            return true;
+        if (status != RX_ERR_FULL) {
+            free(parcel);
+            return false;
+        }
     }
+    if (reactor->pending_tail[target] != NULL)
+        reactor->pending_tail[target]->next = parcel;
+    else
+        reactor->pending_head[target] = parcel;
+    reactor->pending_tail[target] = parcel;
+    reactor->pending_count++;
+    reactor->counters.messages_mailbox_waits++;
+    if (!rx_timer_armed(&reactor->pending_timer))
+        rx_timer_arm(&reactor->pending_timer, SINK_PENDING_RETRY_MS);
     return true;
 }
 
@@ -931,7 +991,7 @@ static void on_message(sink_conn *sender, const xml_view *view)
     } else if (recipient != NULL) {
         reactor->counters.messages_forwarded++;
         sink_send(recipient, stanza.bytes, stanza.used);
-    } else if (!post_parcel((unsigned)target, hash, name.ptr, name.len, &stanza)) {
+    } else if (!post_parcel(reactor, (unsigned)target, hash, name.ptr, name.len, &stanza)) {
         reactor->counters.messages_mailbox_full++;
         bounce(sender, view, &routing, "resource-constraint");
     }
@@ -1216,8 +1276,12 @@ static bool sink_prepare(sink *sink, unsigned slots)
         reactor->out = malloc(reactor->out_capacity);
         reactor->slots = slots;
         reactor->anonymous_free = calloc(slots, sizeof *reactor->anonymous_free);
+        reactor->pending_head = calloc(sink->reactor_count, sizeof *reactor->pending_head);
+        reactor->pending_tail = calloc(sink->reactor_count, sizeof *reactor->pending_tail);
+        rx_timer_init(&reactor->pending_timer, on_pending_timer, reactor);
         if (reactor->scratch == NULL || reactor->buckets == NULL || reactor->out == NULL ||
-            reactor->anonymous_free == NULL)
+            reactor->anonymous_free == NULL || reactor->pending_head == NULL ||
+            reactor->pending_tail == NULL)
             return false;
     }
     return true;
@@ -1232,6 +1296,15 @@ static void sink_free(sink *sink)
         free(reactor->buckets);
         free(reactor->out);
         free(reactor->anonymous_free);
+        for (unsigned target = 0; reactor->pending_head != NULL && target < sink->reactor_count;
+             target++)
+            while (reactor->pending_head[target] != NULL) {
+                sink_parcel *parcel = reactor->pending_head[target];
+                reactor->pending_head[target] = parcel->next;
+                free(parcel);
+            }
+        free(reactor->pending_head);
+        free(reactor->pending_tail);
     }
     free(sink->reactors);
     free(sink->directory);
@@ -1260,6 +1333,7 @@ static void counters_total(const sink *sink, sink_counters *total)
         total->messages_forwarded_cross_reactor += c->messages_forwarded_cross_reactor;
         total->messages_undeliverable += c->messages_undeliverable;
         total->messages_mailbox_full += c->messages_mailbox_full;
+        total->messages_mailbox_waits += c->messages_mailbox_waits;
         total->pings += c->pings;
         total->iq_other += c->iq_other;
         total->stream_errors += c->stream_errors;
@@ -1290,9 +1364,11 @@ static void report_human(const sink_report *report)
     printf("  binds        %" PRIu64 "  errors %" PRIu64 "  presences %" PRIu64 "\n", t->binds,
            t->bind_errors, t->presences);
     printf("  messages     received %" PRIu64 "  forwarded %" PRIu64 " (cross-reactor %" PRIu64
-           ")  undeliverable %" PRIu64 "  mailbox full %" PRIu64 "\n",
+           ")  undeliverable %" PRIu64 "\n",
            t->messages_received, t->messages_forwarded, t->messages_forwarded_cross_reactor,
-           t->messages_undeliverable, t->messages_mailbox_full);
+           t->messages_undeliverable);
+    printf("  mailboxes    waited for %" PRIu64 "  refused (queue at its bound) %" PRIu64 "\n",
+           t->messages_mailbox_waits, t->messages_mailbox_full);
     printf("  iq           pings %" PRIu64 "  other %" PRIu64 "\n", t->pings, t->iq_other);
     if (report->usage_available)
         printf("  sink cpu     user %.3f s  system %.3f s  max rss %.1f MiB\n",
@@ -1331,6 +1407,7 @@ static void report_body(json_writer *writer, const void *context)
     json_unsigned(writer, "messages_forwarded_cross_reactor", t->messages_forwarded_cross_reactor);
     json_unsigned(writer, "messages_undeliverable", t->messages_undeliverable);
     json_unsigned(writer, "messages_mailbox_full", t->messages_mailbox_full);
+    json_unsigned(writer, "messages_mailbox_waits", t->messages_mailbox_waits);
     json_unsigned(writer, "pings", t->pings);
     json_unsigned(writer, "iq_other", t->iq_other);
     json_object_end(writer);
