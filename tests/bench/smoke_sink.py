@@ -12,7 +12,8 @@ A raw socket client then logs in with ANONYMOUS (the login engine of this
 branch has no ANONYMOUS, so the sink's side is checked by hand), binds,
 pings, sends itself a message with a forged 'from' (it must come back
 stamped with its real JID) and one to an offline user (an error comes back).
-Then stops the sink with SIGTERM (exit 0 expected, bounded) and checks that
+Nonsense sink options must give one line and exit 2. Then stops the sink
+with SIGTERM (exit 0 expected, bounded) and checks that
 the sink's own counters (its --json at exit) agree with the generator's:
 logins by mechanism, binds, SASL failures, messages forwarded == sent,
 nothing undeliverable, every accepted connection closed. Stops only the
@@ -182,6 +183,15 @@ def check_raw_protocol(port):
     client.sock.close()
 
 
+def check_usage(bench):
+    """Nonsense options: one line on stderr and exit 2, before listening."""
+    for extra in (["--port", "70000"], ["--domain", "a b"], ["--reactors", "0"], ["--bogus"]):
+        result = subprocess.run([bench, "sink"] + extra, capture_output=True, text=True,
+                                timeout=BENCH_TIMEOUT_S)
+        if result.returncode != 2 or len(result.stderr.splitlines()) != 1:
+            raise AssertionError(f"sink {extra}: exit {result.returncode}, {result.stderr!r}")
+
+
 def check_sink_counters(work, sent):
     with open(os.path.join(work, "sink.json")) as f:
         counters = json.load(f)["counters"]
@@ -213,6 +223,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True)
     args = parser.parse_args()
+    try:
+        check_usage(args.bench)
+    except (AssertionError, subprocess.TimeoutExpired) as error:
+        print(f"FAIL: {error}", file=sys.stderr)
+        return 1
     work = tempfile.mkdtemp(prefix="starling-smoke-sink-")
     process, port = start_sink(args.bench, work)
     try:
