@@ -32,4 +32,9 @@ int bench_reconnect_main(int argc, char **argv);
  * fixed rate (or window); report delivered/s, latency, lost, duplicates. */
 int bench_chat_main(int argc, char **argv);
 
+/* sink: the cheapest XMPP server the scenarios can run against (SASL with
+ * one password, bind, 1:1 message routing, ping); counts what it did and
+ * reports it at exit, so the generator's own ceiling can be measured. */
+int bench_sink_main(int argc, char **argv);
+
 #endif

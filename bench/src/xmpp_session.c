@@ -1231,17 +1231,35 @@ static rx_runtime *runtime_create(const xmpp_options *options)
     runtime_options.pin_threads = false; /* the operator pins with taskset */
     runtime_options.handshake_timeout_ms = (unsigned)(options->timeout_s * 1000u);
     runtime_options.idle_timeout_ms = SESSION_IDLE_TIMEOUT_MS;
+    /* Closing every session at the end is bounded like a login: 200,000
+     * closes at once (both ends in one kernel) outlast the server default. */
+    runtime_options.shutdown_grace_ms = (unsigned)(options->timeout_s * 1000u);
     return rx_runtime_create(&runtime_options);
+}
+
+/* The RLIMIT_NOFILE the run needs. Sessions live as direct descriptors in
+ * their reactor's ring table, which the kernel caps at RLIMIT_NOFILE, so a
+ * reactor's share must fit under it; the process table holds only the
+ * rings, eventfds and the sockets still connecting (at most
+ * LIMIT_CONNECT_SOCKETS_PER_REACTOR per reactor). More sessions than the
+ * limit therefore take more reactors, not a higher limit. */
+static uint64_t descriptors_needed(const xmpp_options *options)
+{
+    uint64_t share = (options->count + options->reactors - 1) / options->reactors + 2;
+    uint64_t process = options->reactors * (LIMIT_CONNECT_SOCKETS_PER_REACTOR + 4);
+    return (share > process ? share : process) + SESSION_DESCRIPTORS_SPARE;
 }
 
 static bool run_prepare(xmpp_run *run)
 {
     const xmpp_options *options = &run->options;
     uint64_t limit = 0;
-    if (!system_reserve_descriptors(options->count + SESSION_DESCRIPTORS_SPARE, &limit)) {
-        complain("--count %" PRIu64 " needs %" PRIu64
-                 " descriptors but RLIMIT_NOFILE allows %" PRIu64 "\n",
-                 options->count, options->count + SESSION_DESCRIPTORS_SPARE, limit);
+    uint64_t needed = descriptors_needed(options);
+    if (!system_reserve_descriptors(needed, &limit)) {
+        complain("--count %" PRIu64 " over --reactors %" PRIu64 " needs %" PRIu64
+                 " descriptors per reactor but RLIMIT_NOFILE allows %" PRIu64
+                 ": use more reactors\n",
+                 options->count, options->reactors, needed, limit);
         return false;
     }
     const char *marker = strstr(options->users, "%d");

@@ -117,11 +117,13 @@ static void test_defaults(void)
 static void test_sources_follow_count(void)
 {
     xmpp_options options;
-    /* 20,001 sessions need a second source address. */
-    CHECK(LOGIN("--count", "20000") == CLI_EXIT_OK);
+    /* One source address per SESSION_SESSIONS_PER_SOURCE (5,000) sessions. */
+    CHECK(LOGIN("--count", "5000") == CLI_EXIT_OK);
     CHECK(options.sources == 1);
-    CHECK(LOGIN("--count", "20001") == CLI_EXIT_OK);
+    CHECK(LOGIN("--count", "5001") == CLI_EXIT_OK);
     CHECK(options.sources == 2);
+    CHECK(LOGIN("--count", "200000", "--reactors", "12") == CLI_EXIT_OK);
+    CHECK(options.sources == 40);
     CHECK(LOGIN("--host", "10.0.0.1") == CLI_EXIT_OK);
     CHECK(options.sources == 0);
     CHECK(LOGIN("--host", "10.0.0.1", "--sources", "1") == CLI_EXIT_USAGE);
