@@ -14,6 +14,18 @@ ejabberd: on the running node (bench/servers/ejabberd/run), one remote
           copied for user2..userN with dirty writes, and reg_users_counter is
           raised to match.
 
+Rosters (roster=R > 0, R even and below N): user I's contacts are a ring,
+the R/2 users after it and the R/2 before it among the N (wrapping around),
+every item subscription "both", no name, no groups: exactly the rosters
+`starling-bench presence` assumes (see bench/src/bench_presence.c).
+
+prosody:  <datadir>/localhost/roster/userI.dat, the keyval table
+          rostermanager stores ([false] = {version, pending} and one entry
+          per contact JID).
+ejabberd: one remote evaluation that dirty-writes the Mnesia roster records
+          (mod_roster's Mnesia backend, the default) of every user and clears
+          mod_roster's caches, then checks mod_roster:get_roster for one user.
+
 Both share one salt across all users: the server stores per-user hashes but
 never runs PBKDF2 at SCRAM login, so a shared salt costs it nothing, while
 per-user salts would cost ~5 ms of PBKDF2 per user here. Plain-text storage
@@ -21,8 +33,8 @@ was avoided: Prosody converts a plaintext password to hashes (PBKDF2) at the
 first login, and ejabberd with plain storage would hash at every SCRAM login,
 both of which would bill provisioning to the login scenario.
 
-usage: provision.py prosody DATADIR N
-       provision.py ejabberd DIST_PORT N
+usage: provision.py prosody DATADIR N [ROSTER]
+       provision.py ejabberd DIST_PORT N [ROSTER]
 """
 import base64
 import hashlib
@@ -50,8 +62,40 @@ def prosody_account_file(stored_key, server_key, salt, iterations):
             "};\n")
 
 
-def provision_prosody(datadir, count, first=1):
-    """Writes count account files; returns seconds taken."""
+def ring_contacts(index, count, roster):
+    """The contacts of user number index (0-based among count): index+1..index+R/2
+    and index-1..index-R/2, modulo count (also 0-based)."""
+    half = roster // 2
+    return ([(index + d) % count for d in range(1, half + 1)]
+            + [(index - d) % count for d in range(1, half + 1)])
+
+
+def check_roster(count, roster):
+    if roster and (roster % 2 or roster >= count):
+        raise ValueError(f"roster {roster} must be even and below the user count {count}")
+
+
+def prosody_roster_file(contacts):
+    items = "".join(f"\t[{_lua_string(jid)}] = {{\n\t\t[\"groups\"] = {{}};\n"
+                    "\t\t[\"subscription\"] = \"both\";\n\t};\n" for jid in contacts)
+    return ("return {\n"
+            "\t[false] = {\n\t\t[\"pending\"] = {};\n\t\t[\"version\"] = 1;\n\t};\n"
+            + items + "};\n")
+
+
+def provision_prosody_rosters(datadir, count, roster, first=1):
+    rosters = os.path.join(datadir, DOMAIN, "roster")
+    os.makedirs(rosters, exist_ok=True)
+    for i in range(count):
+        contacts = [f"user{first + c}@{DOMAIN}" for c in ring_contacts(i, count, roster)]
+        with open(os.path.join(rosters, f"user{first + i}.dat"), "w") as f:
+            f.write(prosody_roster_file(contacts))
+
+
+def provision_prosody(datadir, count, first=1, roster=0):
+    """Writes count account files (and roster files when roster > 0); returns
+    seconds taken."""
+    check_roster(count, roster)
     t0 = time.monotonic()
     iterations = 10000  # mod_auth_internal_hashed default_iteration_count
     salt = "starling-bench-shared-salt"
@@ -66,6 +110,8 @@ def provision_prosody(datadir, count, first=1):
     for i in range(first, first + count):
         with open(os.path.join(accounts, f"user{i}.dat"), "wb") as f:
             f.write(body)
+    if roster:
+        provision_prosody_rosters(datadir, count, roster, first)
     return time.monotonic() - t0
 
 
@@ -77,8 +123,33 @@ def ejabberd_eval(dist_port, expr, timeout=600):
     return proc.stdout.strip()
 
 
-def provision_ejabberd(dist_port, count, first=1):
-    """Registers count users on the running node; returns seconds taken."""
+def provision_ejabberd_rosters(dist_port, count, roster, first=1):
+    """Writes the ring rosters into ejabberd's Mnesia roster table in one
+    evaluation (dirty writes of #roster{} records, see mod_roster.hrl) and
+    clears mod_roster's caches so no session sees a stale empty roster."""
+    expr = f"""
+        H = <<"{DOMAIN}">>, First = {first}, N = {count}, Half = {roster // 2},
+        Name = fun(I) -> <<"user", (integer_to_binary(First + I))/binary>> end,
+        Item = fun(U, C) -> {{roster, {{U, H, {{C, H, <<>>}}}}, {{U, H}}, {{C, H, <<>>}},
+                             <<>>, both, none, [], <<>>, []}} end,
+        Written = lists:foldl(fun(I, W) ->
+                      U = Name(I),
+                      Cs = [Name((I + D) rem N) || D <- lists:seq(1, Half)]
+                           ++ [Name((I - D + N) rem N) || D <- lists:seq(1, Half)],
+                      lists:foreach(fun(C) -> ok = mnesia:dirty_write(Item(U, C)) end, Cs),
+                      W + length(Cs)
+                  end, 0, lists:seq(0, N - 1)),
+        [catch ets_cache:clear(C) || C <- [roster_cache, roster_version_cache]],
+        {{Written, length(mod_roster:get_roster(Name(0), H))}}"""
+    out = ejabberd_eval(dist_port, expr)
+    if out != f"{{{count * roster},{roster}}}":
+        raise RuntimeError(f"ejabberd roster provisioning check failed: {out}")
+
+
+def provision_ejabberd(dist_port, count, first=1, roster=0):
+    """Registers count users on the running node (and their rosters when
+    roster > 0); returns seconds taken."""
+    check_roster(count, roster)
     t0 = time.monotonic()
     host = f'<<"{DOMAIN}">>'
     expr = f"""
@@ -102,20 +173,30 @@ def provision_ejabberd(dist_port, count, first=1):
     parts = out.strip("{}").split(",")
     if len(parts) != 3 or parts[1] != "true" or parts[2] != "false" or int(parts[0]) < count:
         raise RuntimeError(f"ejabberd provisioning check failed: {out}")
+    if roster:
+        provision_ejabberd_rosters(dist_port, count, roster, first)
+        elapsed = time.monotonic() - t0
     return elapsed
 
 
 def main(argv):
-    if len(argv) != 4 or argv[1] not in ("prosody", "ejabberd"):
-        print("usage: provision.py prosody DATADIR N | provision.py ejabberd DIST_PORT N",
-              file=sys.stderr)
+    if len(argv) not in (4, 5) or argv[1] not in ("prosody", "ejabberd"):
+        print("usage: provision.py prosody DATADIR N [ROSTER] | "
+              "provision.py ejabberd DIST_PORT N [ROSTER]", file=sys.stderr)
         return 2
-    count = int(argv[3])
+    try:
+        count = int(argv[3])
+        roster = int(argv[4]) if len(argv) == 5 else 0
+        check_roster(count, roster)
+    except ValueError as error:
+        print(f"provision.py: {error}", file=sys.stderr)
+        return 2
     if argv[1] == "prosody":
-        elapsed = provision_prosody(argv[2], count)
+        elapsed = provision_prosody(argv[2], count, roster=roster)
     else:
-        elapsed = provision_ejabberd(int(argv[2]), count)
-    print(f"{argv[1]}: {count} users in {elapsed:.2f} s")
+        elapsed = provision_ejabberd(int(argv[2]), count, roster=roster)
+    rosters = f" with rosters of {roster}" if roster else ""
+    print(f"{argv[1]}: {count} users{rosters} in {elapsed:.2f} s")
     return 0
 
 

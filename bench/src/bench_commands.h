@@ -23,4 +23,9 @@ int bench_reconnect_main(int argc, char **argv);
  * fixed rate (or window); report delivered/s, latency, lost, duplicates. */
 int bench_chat_main(int argc, char **argv);
 
+/* presence: users with provisioned ring rosters log in, background first,
+ * then measured users at a rate; report presence stanzas delivered/s and
+ * the time for a login's presence to reach all online contacts. */
+int bench_presence_main(int argc, char **argv);
+
 #endif
