@@ -54,19 +54,19 @@ typedef struct presence_counts {
 
 /* A reactor's presence state (xmpp_reactor.scenario_state). */
 typedef struct presence_reactor {
-    uint64_t *arrival_us;     /* owned, share x roster: first available presence per contact */
-    uint16_t *received;       /* owned, share x roster: available presences per contact */
-    uint64_t *sent_us;        /* owned, share: when the initial presence went out, 0 not yet */
-    bool *online_at_phase;    /* owned, share: online when the measured logins began */
-    xmpp_session **measured;  /* owned: this reactor's measured sessions, in order */
-    uint64_t measured_share;  /* entries of measured */
+    uint64_t *arrival_us;    /* owned, share x roster: first available presence per contact */
+    uint16_t *received;      /* owned, share x roster: available presences per contact */
+    uint64_t *sent_us;       /* owned, share: when the initial presence went out, 0 not yet */
+    bool *online_at_phase;   /* owned, share: online when the measured logins began */
+    xmpp_session **measured; /* owned: this reactor's measured sessions, in order */
+    uint64_t measured_share; /* entries of measured */
     uint64_t measured_started;
     double rate_per_second;   /* this reactor's part of --rate; 0: all at once */
     uint64_t phase_start_us;  /* 0 until the measured logins begin on this reactor */
     uint64_t last_arrival_us; /* of the last presence of phase 2 */
     rx_timer pace_timer;
-    presence_counts counts[2];  /* [0] phase 1, [1] phase 2 */
-    _Atomic uint64_t heard;     /* distinct (receiver, contact) pairs heard; one writer */
+    presence_counts counts[2]; /* [0] phase 1, [1] phase 2 */
+    _Atomic uint64_t heard;    /* distinct (receiver, contact) pairs heard; one writer */
 } presence_reactor;
 
 /* The main thread's record of the phases (one run per process). */
@@ -121,9 +121,9 @@ static size_t presence_initial(xmpp_session *session, char *text, size_t capacit
     presence_reactor *state = reactor->scenario_state;
     uint64_t now_us = system_now_us();
     state->sent_us[session->index - reactor->first_index] = now_us;
-    int length = snprintf(text, capacity,
-                          "<presence><status>%" PRIu64 " %" PRIu64 "</status></presence>",
-                          session->index, now_us);
+    int length =
+        snprintf(text, capacity, "<presence><status>%" PRIu64 " %" PRIu64 "</status></presence>",
+                 session->index, now_us);
     return length > 0 && (size_t)length < capacity ? (size_t)length : 0;
 }
 
@@ -374,18 +374,18 @@ static bool presence_phase(xmpp_run *run)
 /* ---------------------------------------------------------- the report */
 
 typedef struct presence_results {
-    uint64_t measured_online;  /* measured users whose presence went out */
-    uint64_t online_contacts;  /* their online contacts: the expected fan-out */
-    uint64_t fanout;           /* online contacts that got the presence */
-    uint64_t lost;             /* online contacts that never got it */
-    uint64_t probe_answers;    /* online contacts whose presence the measured user got */
-    uint64_t probe_missing;    /* online contacts whose presence it never got */
-    uint64_t duplicates;       /* extra copies, both directions */
-    uint64_t incomplete;       /* measured logins with a contact lost */
-    presence_counts counts;    /* phase 2 */
+    uint64_t measured_online; /* measured users whose presence went out */
+    uint64_t online_contacts; /* their online contacts: the expected fan-out */
+    uint64_t fanout;          /* online contacts that got the presence */
+    uint64_t lost;            /* online contacts that never got it */
+    uint64_t probe_answers;   /* online contacts whose presence the measured user got */
+    uint64_t probe_missing;   /* online contacts whose presence it never got */
+    uint64_t duplicates;      /* extra copies, both directions */
+    uint64_t incomplete;      /* measured logins with a contact lost */
+    presence_counts counts;   /* phase 2 */
     double phase_ms, presences_per_second;
-    histogram *to_all_us;      /* owned: time for a login's presence to reach all */
-    histogram *probes_us;      /* owned: time until all its probes were answered */
+    histogram *to_all_us; /* owned: time for a login's presence to reach all */
+    histogram *probes_us; /* owned: time until all its probes were answered */
 } presence_results;
 
 /* The reactor and share offset of session index. */
@@ -519,8 +519,8 @@ static void print_percentiles(const char *label, const histogram *histogram)
     if (histogram_count(histogram) == 0)
         return;
     printf("  %-18s p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%" PRIu64 " logins)\n", label,
-           percentile_ms(histogram, 50), percentile_ms(histogram, 90),
-           percentile_ms(histogram, 99), percentile_ms(histogram, 100), histogram_count(histogram));
+           percentile_ms(histogram, 50), percentile_ms(histogram, 90), percentile_ms(histogram, 99),
+           percentile_ms(histogram, 100), histogram_count(histogram));
 }
 
 static void presence_report_human(const xmpp_run *run)
@@ -532,8 +532,9 @@ static void presence_report_human(const xmpp_run *run)
                " measured logins sent presence; background %s (%" PRIu64 " ms)\n",
                options->roster, results.measured_online, options->measured,
                phases.settled ? "settled" : "NOT settled", phases.settle_ms);
-        printf("  fan-out            %" PRIu64 " of %" PRIu64 " online contacts reached, lost %" PRIu64
-               ", duplicates %" PRIu64 ", probe answers %" PRIu64 " (missing %" PRIu64 ")\n",
+        printf("  fan-out            %" PRIu64 " of %" PRIu64
+               " online contacts reached, lost %" PRIu64 ", duplicates %" PRIu64
+               ", probe answers %" PRIu64 " (missing %" PRIu64 ")\n",
                results.fanout, results.online_contacts, results.lost, results.duplicates,
                results.probe_answers, results.probe_missing);
         printf("  presences/s        %10.1f   (%" PRIu64 " in %.1f ms; unavailable %" PRIu64
@@ -612,17 +613,16 @@ static bool presence_succeeded(const xmpp_run *run)
 static const xmpp_scenario presence_scenario = {
     .command = "starling-bench presence",
     .name = "presence",
-    .summary =
-        "Users with provisioned rosters log in: user i's contacts are i+1..i+R/2 and\n"
-        "i-1..i-R/2 (mod N, subscription both; bench/servers/provision.py writes them).\n"
-        "The background users log in at once and exchange presence; then --measured\n"
-        "users, spread over the ring, log in at --rate. Reports presence stanzas\n"
-        "received/s during that phase and, per measured login, the time for its\n"
-        "presence to reach all its online contacts (p50..max), lost and duplicates.\n",
+    .summary = "Users with provisioned rosters log in: user i's contacts are i+1..i+R/2 and\n"
+               "i-1..i-R/2 (mod N, subscription both; bench/servers/provision.py writes them).\n"
+               "The background users log in at once and exchange presence; then --measured\n"
+               "users, spread over the ring, log in at --rate. Reports presence stanzas\n"
+               "received/s during that phase and, per measured login, the time for its\n"
+               "presence to reach all its online contacts (p50..max), lost and duplicates.\n",
     .extra_usage =
         "  --roster R          presence: contacts per user, even, below --count (default 20)\n"
         "  --measured M        presence: measured logins; M x (R/2 + 1) <= --count\n"
-        "                      (default 100)\n"
+        "                      (default 50)\n"
         "  --rate R            presence: measured logins per second (default 100, 0: at once)\n"
         "  (--users, --first and --count must match the provisioned ring)\n"
         "Exit status: 0 when all N got online and every measured presence reached all\n"

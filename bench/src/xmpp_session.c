@@ -339,7 +339,7 @@ int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmp
         .duration_s = 10,
         .drain_s = 2,
         .roster = 20,
-        .measured = 100,
+        .measured = 50,
         .measured_rate_per_second = 100,
         .host = "127.0.0.1",
         .port = 5222,
