@@ -11,10 +11,12 @@
  * far enough apart that no two are contacts of each other, so every
  * contact of a measured user is a background user.
  *
- *   Phase 1: the N-M background users log in at once (as login does), and
- *   the run waits until each has heard the available presence of each of
- *   its background contacts (a probe answer or a broadcast): from then on
- *   they are "online contacts".
+ *   Phase 1: the N-M background users log in at once as login does (or
+ *   about --background-rate per second: the engine's pacing counts the
+ *   places of the measured users it skips), and the run waits until each
+ *   has heard the available presence of each of its background contacts
+ *   (a probe answer or a broadcast): from then on they are "online
+ *   contacts".
  *   Phase 2: the measured users log in at --rate. Each initial presence
  *   carries <status>INDEX SENT_US</status> (CLOCK_MONOTONIC; both ends are
  *   this process). Every receiving session records, per contact, the
@@ -624,6 +626,8 @@ static const xmpp_scenario presence_scenario = {
         "  --measured M        presence: measured logins; M x (R/2 + 1) <= --count\n"
         "                      (default 50)\n"
         "  --rate R            presence: measured logins per second (default 100, 0: at once)\n"
+        "  --background-rate B presence: about B background logins per second (default 0:\n"
+        "                      at once)\n"
         "  (--users, --first and --count must match the provisioned ring)\n"
         "Exit status: 0 when all N got online and every measured presence reached all\n"
         "its online contacts (and every probe was answered), 1 otherwise, 2 for usage.\n",

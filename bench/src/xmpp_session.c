@@ -129,6 +129,7 @@ static const struct option long_options[] = {
     {"window", required_argument, NULL, 'W'},
     {"roster", required_argument, NULL, 'R'},
     {"measured", required_argument, NULL, 'M'},
+    {"background-rate", required_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
     {"progress", no_argument, NULL, LIVE_OPTION_PROGRESS},
     {"no-progress", no_argument, NULL, LIVE_OPTION_NO_PROGRESS},
@@ -188,6 +189,9 @@ static bool apply_presence_option(int choice, const char *name, const char *valu
     }
     if (choice == 'R')
         return cli_parse_unsigned(command_name, name, value, 2, 100000, &options->roster);
+    if (choice == 'B') /* the engine paces the first logins, the background ones here */
+        return cli_parse_unsigned(command_name, name, value, 0, 10000000,
+                                  &options->rate_per_second);
     return cli_parse_unsigned(command_name, name, value, 1, SESSION_COUNT_MAX, &options->measured);
 }
 
@@ -224,6 +228,7 @@ static bool apply_number(int choice, const char *name, const char *value, xmpp_o
         return apply_chat_option(choice, name, value, options);
     case 'R':
     case 'M':
+    case 'B':
         return apply_presence_option(choice, name, value, options);
     default:
         return false;
