@@ -27,7 +27,8 @@
  * presence, when the last one did (time to all contacts), how many of its
  * probes were answered with a contact's presence, lost and duplicates;
  * and for the whole phase: presence stanzas received per second (every
- * presence, probe answers included).
+ * presence, probe answers included). In the per-second timeline, "sent"
+ * counts initial presences and "delivered" every presence received.
  */
 #include "bench/src/bench_commands.h"
 #include "bench/src/xmpp_session.h"
@@ -123,6 +124,7 @@ static size_t presence_initial(xmpp_session *session, char *text, size_t capacit
     presence_reactor *state = reactor->scenario_state;
     uint64_t now_us = system_now_us();
     state->sent_us[session->index - reactor->first_index] = now_us;
+    timeline_meter_count(&reactor->meter, TIMELINE_SENT, 1);
     int length =
         snprintf(text, capacity, "<presence><status>%" PRIu64 " %" PRIu64 "</status></presence>",
                  session->index, now_us);
@@ -190,6 +192,7 @@ static void presence_on_stanza(xmpp_session *session, const xml_view *view)
     bool measuring = state->phase_start_us != 0;
     presence_counts *counts = &state->counts[measuring];
     counts->presences++;
+    timeline_meter_count(&session->reactor->meter, TIMELINE_DELIVERED, 1);
     if (measuring)
         state->last_arrival_us = now_us;
     xml_attribute type;
@@ -319,12 +322,12 @@ static uint64_t heard_total(const xmpp_run *run)
 
 /* Waits until the reactors heard wanted (receiver, contact) pairs, or
  * until deadline_us; true when they did. */
-static bool wait_heard(const xmpp_run *run, uint64_t wanted, uint64_t deadline_us)
+static bool wait_heard(xmpp_run *run, uint64_t wanted, uint64_t deadline_us)
 {
     while (heard_total(run) < wanted) {
         if (system_now_us() >= deadline_us)
             return false;
-        xmpp_sleep_ms(SESSION_WAIT_STEP_MS);
+        xmpp_wait_ms(run, SESSION_WAIT_STEP_MS);
     }
     return true;
 }
@@ -340,7 +343,7 @@ static void wait_measured_logins(xmpp_run *run)
     uint64_t deadline_us = phases.phase_start_us + spread_us + (options->timeout_s + 1) * 1000000u;
     while (atomic_load_explicit(&run->finished, memory_order_acquire) < options->count &&
            system_now_us() < deadline_us)
-        xmpp_sleep_ms(SESSION_WAIT_STEP_MS);
+        xmpp_wait_ms(run, SESSION_WAIT_STEP_MS);
 }
 
 /* Main thread, after the background logins: let them settle, then log the
@@ -369,7 +372,7 @@ static bool presence_phase(xmpp_run *run)
         return false;
     wait_measured_logins(run);
     if (wait_heard(run, pairs, system_now_us() + options->timeout_s * 1000000u))
-        xmpp_sleep_ms(PRESENCE_DUPLICATE_WAIT_MS);
+        xmpp_wait_ms(run, PRESENCE_DUPLICATE_WAIT_MS);
     return true;
 }
 
