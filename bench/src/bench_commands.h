@@ -32,6 +32,10 @@ int bench_reconnect_main(int argc, char **argv);
  * fixed rate (or window); report delivered/s, latency, lost, duplicates. */
 int bench_chat_main(int argc, char **argv);
 
+/* presence: users with provisioned ring rosters log in, background first,
+ * then measured users at a rate; report presence stanzas delivered/s and
+ * the time for a login's presence to reach all online contacts. */
+int bench_presence_main(int argc, char **argv);
 /* sink: the cheapest XMPP server the scenarios can run against (SASL with
  * one password, bind, 1:1 message routing, ping); counts what it did and
  * reports it at exit, so the generator's own ceiling can be measured. */

@@ -33,6 +33,10 @@ static const bench_command commands[] = {
      "N users in pairs send 1:1 messages at a fixed rate; report delivered/s, latency "
      "p50..p99.9, lost and duplicates",
      bench_chat_main},
+    {"presence",
+     "users with rosters of R contacts log in; report presence stanzas delivered/s and the "
+     "time for a login's presence to reach all online contacts",
+     bench_presence_main},
     {"sink",
      "the cheapest XMPP server (SASL, bind, 1:1 routing) on Starling's runtime: run a "
      "scenario against it to measure the tool's own ceiling",

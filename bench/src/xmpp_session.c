@@ -129,6 +129,9 @@ static const struct option long_options[] = {
     {"duration", required_argument, NULL, 'D'},
     {"drain", required_argument, NULL, 'i'},
     {"window", required_argument, NULL, 'W'},
+    {"roster", required_argument, NULL, 'R'},
+    {"measured", required_argument, NULL, 'M'},
+    {"background-rate", required_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
     {"progress", no_argument, NULL, LIVE_OPTION_PROGRESS},
     {"no-progress", no_argument, NULL, LIVE_OPTION_NO_PROGRESS},
@@ -179,6 +182,22 @@ static bool apply_chat_option(int choice, const char *name, const char *value,
     }
 }
 
+/* Applies an option of the presence scenario only; false after an error. */
+static bool apply_presence_option(int choice, const char *name, const char *value,
+                                  xmpp_options *options)
+{
+    if (options->scenario->start_later == NULL) {
+        complain("--%s is an option of presence only\n", name);
+        return false;
+    }
+    if (choice == 'R')
+        return cli_parse_unsigned(command_name, name, value, 2, 100000, &options->roster);
+    if (choice == 'B') /* the engine paces the first logins, the background ones here */
+        return cli_parse_unsigned(command_name, name, value, 0, 10000000,
+                                  &options->rate_per_second);
+    return cli_parse_unsigned(command_name, name, value, 1, SESSION_COUNT_MAX, &options->measured);
+}
+
 /* Applies an option that takes a number; false after a one-line error. */
 static bool apply_number(int choice, const char *name, const char *value, xmpp_options *options)
 {
@@ -192,7 +211,9 @@ static bool apply_number(int choice, const char *name, const char *value, xmpp_o
     case 'r':
         return cli_parse_unsigned(command_name, name, value, 0, 10000000,
                                   options->scenario->pairs ? &options->message_rate_per_second
-                                                           : &options->rate_per_second);
+                                  : options->scenario->start_later != NULL
+                                      ? &options->measured_rate_per_second
+                                      : &options->rate_per_second);
     case 'k':
         return cli_parse_unsigned(command_name, name, value, 1, SESSION_REACTORS_MAX,
                                   &options->reactors);
@@ -208,6 +229,10 @@ static bool apply_number(int choice, const char *name, const char *value, xmpp_o
     case 'i':
     case 'W':
         return apply_chat_option(choice, name, value, options);
+    case 'R':
+    case 'M':
+    case 'B':
+        return apply_presence_option(choice, name, value, options);
     default:
         return false;
     }
@@ -323,6 +348,9 @@ int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmp
         .message_rate_per_second = 1000,
         .duration_s = 10,
         .drain_s = 2,
+        .roster = 20,
+        .measured = 50,
+        .measured_rate_per_second = 100,
         .host = "127.0.0.1",
         .port = 5222,
         .domain = "localhost",
@@ -785,11 +813,25 @@ static const char bind_request[] =
     "<iq type='set' id='b'><bind xmlns='" BIND_NAMESPACE "'><resource>bench</resource></bind></iq>";
 static const char initial_presence[] = "<presence/>";
 
+/* Sends the scenario's initial presence, or <presence/>. */
+static void send_initial_presence(xmpp_session *session)
+{
+    const xmpp_scenario *scenario = session->reactor->run->options.scenario;
+    char text[SESSION_ELEMENT_BYTES_MAX];
+    size_t length = scenario->initial_presence == NULL
+                        ? 0
+                        : scenario->initial_presence(session, text, sizeof text);
+    if (length > 0 && length < sizeof text)
+        session_send(session, text, length);
+    else
+        session_send(session, initial_presence, sizeof initial_presence - 1);
+}
+
 /* The bind iq's answer: a result puts the session online. */
 static void on_bind_answer(xmpp_session *session, const xml_view *view)
 {
     if (xmpp_attribute_is(view, "type", "result")) {
-        session_send(session, initial_presence, sizeof initial_presence - 1);
+        send_initial_presence(session);
         if (session->state == STATE_BIND)
             session_online(session);
         return;
@@ -1121,8 +1163,12 @@ static void start_due(xmpp_reactor *reactor)
         if (wanted < (double)reactor->share)
             due = (uint64_t)wanted;
     }
-    while (reactor->started < due)
-        xmpp_session_start(reactor, &reactor->sessions[reactor->started++]);
+    const xmpp_scenario *scenario = reactor->run->options.scenario;
+    while (reactor->started < due) {
+        xmpp_session *session = &reactor->sessions[reactor->started++];
+        if (scenario->start_later == NULL || !scenario->start_later(reactor->run, session->index))
+            xmpp_session_start(reactor, session);
+    }
 }
 
 static void on_pace_timer(rx_timer *timer, void *argument)
@@ -1178,7 +1224,8 @@ void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us)
     uint64_t spread_us =
         options->rate_per_second == 0 ? 0 : options->count * 1000000u / options->rate_per_second;
     uint64_t deadline_us = since_us + spread_us + (options->timeout_s + 1) * 1000000u;
-    while (atomic_load_explicit(&run->finished, memory_order_acquire) < options->count &&
+    while (atomic_load_explicit(&run->finished, memory_order_acquire) <
+               options->count - run->deferred &&
            system_now_us() < deadline_us)
         xmpp_wait_ms(run, SESSION_WAIT_STEP_MS);
     run->wait_end_us = system_now_us();
@@ -1272,6 +1319,8 @@ static bool run_prepare(xmpp_run *run)
             return false;
         }
     }
+    for (uint64_t i = 0; options->scenario->start_later != NULL && i < options->count; i++)
+        run->deferred += options->scenario->start_later(run, i);
     for (uint64_t i = 0; i < options->sources; i++)
         snprintf(run->sources[i], sizeof run->sources[i], "127.0.0.%u", (unsigned)(uint8_t)(i + 1));
     int length = snprintf(run->header, sizeof run->header,

@@ -99,6 +99,9 @@ typedef struct xmpp_options {
     const char *plot_prefix;              /* --plot, NULL: no plots */
     char gnuplot[PLOT_PATH_BYTES_MAX];    /* gnuplot found on PATH for --plot */
     uint64_t server_pid;                  /* --server-pid, 0: none (xmpp_memory.h) */
+    uint64_t roster;                      /* presence: contacts per user (--roster) */
+    uint64_t measured;                    /* presence: logins timed in phase 2 (--measured) */
+    uint64_t measured_rate_per_second;    /* presence: --rate of those logins; 0: at once */
 } xmpp_options;
 
 /* Why a session did not get online, or did not stay. */
@@ -223,6 +226,7 @@ typedef struct xmpp_run {
     _Atomic uint64_t online_now;
     uint64_t drop_us;             /* reconnect: when the drop was posted */
     uint64_t first_wave_finished; /* reconnect: finished before the drop */
+    uint64_t deferred;            /* sessions start_later keeps out of the first logins */
     bool usage_available;
     tool_usage usage;
     timeline *timeline;         /* owned; the main thread's alone (see xmpp_live.c) */
@@ -259,6 +263,13 @@ typedef struct xmpp_scenario {
      * out of memory. reactor_free frees it (also after a failed prepare). */
     bool (*reactor_prepare)(xmpp_reactor *reactor);
     void (*reactor_free)(xmpp_reactor *reactor);
+    /* True for a session the first logins skip: the scenario starts it
+     * (xmpp_session_start) from run_phase; xmpp_wait_for_logins waits for
+     * the others only while run->deferred counts them. */
+    bool (*start_later)(const xmpp_run *run, uint64_t index);
+    /* Reactor thread, the bind just succeeded: writes the session's initial
+     * presence into text (capacity bytes); its length, 0 for <presence/>. */
+    size_t (*initial_presence)(xmpp_session *session, char *text, size_t capacity);
     /* Reactor thread: a stanza arrived for an online session. */
     void (*on_online_stanza)(xmpp_session *session, const xml_view *view);
     /* Reactor thread: a session the scenario dropped has closed. */
@@ -306,7 +317,7 @@ void xmpp_timeline_poll(xmpp_run *run);
 /* Main thread: sleeps milliseconds, polling the timeline meanwhile. */
 void xmpp_wait_ms(xmpp_run *run, uint64_t milliseconds);
 /* Waits (bounded by --timeout-s past since_us) until run->finished reaches
- * --count. */
+ * --count less run->deferred. */
 void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us);
 /* Writes user name number first+index into name (SESSION_NAME_BYTES_MAX);
  * its length, 0 when it did not fit. */
