@@ -59,6 +59,7 @@ static const char *const state_names[] = {
 };
 
 static const rx_listener_ops session_ops;
+static const char *errno_condition(int error, char *buffer, size_t capacity);
 
 /* The running scenario's command, for messages; set once before threads. */
 static const char *command_name = "starling-bench login";
@@ -1074,6 +1075,15 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
         session_fail(session, FAILURE_TIMEOUT, state_names[session->state]);
     } else if (reason == RX_CLOSE_PEER) {
         session_fail(session, FAILURE_CLOSED, state_names[session->state]);
+    } else if (reason == RX_CLOSE_ERROR && rx_conn_close_errno(conn) == ECONNRESET) {
+        /* The server closed without reading what we sent: a close too. */
+        char condition[SESSION_CONDITION_BYTES_MAX];
+        snprintf(condition, sizeof condition, "reset-in-%s", state_names[session->state]);
+        session_fail(session, FAILURE_CLOSED, condition);
+    } else if (reason == RX_CLOSE_ERROR && rx_conn_close_errno(conn) != 0) {
+        char condition[SESSION_CONDITION_BYTES_MAX];
+        session_fail(session, FAILURE_IO_ERROR,
+                     errno_condition(rx_conn_close_errno(conn), condition, sizeof condition));
     } else {
         session_fail(session, FAILURE_IO_ERROR, rx_close_reason_name(reason));
     }
@@ -1082,7 +1092,7 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
     session_release(session);
 }
 
-/* A short name for a connect error (strerror is not thread-safe). */
+/* A short name for a connect or socket error (strerror is not thread-safe). */
 static const char *errno_condition(int error, char *buffer, size_t capacity)
 {
     switch (error) {
@@ -1090,6 +1100,8 @@ static const char *errno_condition(int error, char *buffer, size_t capacity)
         return "connection-refused";
     case ECONNRESET:
         return "connection-reset";
+    case EPIPE:
+        return "broken-pipe";
     case EADDRNOTAVAIL:
         return "address-not-available";
     case EADDRINUSE:
@@ -1594,6 +1606,32 @@ static bool report_json(const xmpp_run *run, const xmpp_results *results, const 
                              report_body, &report);
 }
 
+/* One line on stderr when sessions did not get online: how many, and the
+ * commonest reason with its commonest condition, so a script's log says
+ * why without reading the summary. */
+static void complain_goal_missed(const xmpp_run *run, const xmpp_results *results)
+{
+    unsigned worst = 0;
+    for (unsigned i = 1; i < FAILURE_COUNT; i++)
+        if (results->failures[i] > results->failures[worst])
+            worst = i;
+    const login_condition *condition = NULL;
+    for (unsigned i = 0; i < results->conditions.used; i++) {
+        const login_condition *entry = &results->conditions.entries[i];
+        if (entry->failure == worst && (condition == NULL || entry->count > condition->count))
+            condition = entry;
+    }
+    if (results->failures[worst] == 0) {
+        complain("goal missed: %" PRIu64 " of %" PRIu64 " sessions online\n", results->online,
+                 run->options.count);
+        return;
+    }
+    complain("goal missed: %" PRIu64 " of %" PRIu64 " sessions online; %" PRIu64
+             " failed with %s%s%s\n",
+             results->online, run->options.count, results->failures[worst], failure_names[worst],
+             condition != NULL ? " / " : "", condition != NULL ? condition->name : "");
+}
+
 /* Runs the sessions and reports; returns the exit status. */
 static int run_and_report(xmpp_run *run)
 {
@@ -1620,8 +1658,14 @@ static int run_and_report(xmpp_run *run)
         written = false;
     if (!written)
         return CLI_EXIT_FAILED;
-    bool complete = results.online == run->options.count && results.failed == 0 &&
-                    (scenario->succeeded == NULL || scenario->succeeded(run));
+    bool sessions_complete = results.online == run->options.count && results.failed == 0;
+    bool complete = sessions_complete && (scenario->succeeded == NULL || scenario->succeeded(run));
+    if (!sessions_complete)
+        complain_goal_missed(run, &results);
+    else if (!complete)
+        complain("goal missed: all %" PRIu64 " sessions online, the scenario's checks failed "
+                 "(see the summary)\n",
+                 run->options.count);
     return complete ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }
 
