@@ -73,13 +73,13 @@ static void chat_send(xmpp_session *session, uint64_t scheduled_us)
                           partner, reactor->run->options.domain, flow->next_sequence,
                           session->index, flow->next_sequence, scheduled_us);
     if (session->state != STATE_ONLINE || session->conn == NULL || session->closing || length < 0 ||
-        (size_t)length >= sizeof text ||
-        rx_conn_send(session->conn, text, (size_t)length) != RX_OK) {
+        (size_t)length >= sizeof text || !xmpp_session_write(session, text, (size_t)length)) {
         chat->unsent++;
         return;
     }
     flow->next_sequence++;
     chat->sent++;
+    timeline_meter_count(&reactor->meter, TIMELINE_SENT, 1);
 }
 
 /* Open loop, on the reactor: sends every message scheduled by now
@@ -198,6 +198,8 @@ static void chat_on_stanza(xmpp_session *session, const xml_view *view)
     chat->delivered++;
     chat->last_delivery_us = now_us;
     histogram_record(chat->latency_us, now_us > numbers[2] ? now_us - numbers[2] : 1u);
+    timeline_meter_count(&reactor->meter, TIMELINE_DELIVERED, 1);
+    timeline_meter_latency(&reactor->meter, now_us > numbers[2] ? now_us - numbers[2] : 1u);
     if (numbers[1] + 1u < flow->highest_plus_one)
         chat->out_of_order++;
     else
@@ -256,6 +258,7 @@ static void pace_until(xmpp_run *run, uint64_t end_us)
     for (uint64_t now_us = system_now_us(); now_us < end_us + CHAT_TICK_MS * 1000u;
          now_us = system_now_us()) {
         xmpp_sleep_ms(CHAT_TICK_MS);
+        xmpp_timeline_poll(run);
         for (unsigned i = 0; i < run->reactor_count; i++) {
             rx_message message = {.function = chat_tick, .pointer = &run->reactors[i]};
             rx_status status = rx_producer_post(run->producer, i, &message);
@@ -278,8 +281,8 @@ static bool chat_phase(xmpp_run *run)
     if (run->options.window == 0)
         pace_until(run, end_us);
     else
-        xmpp_sleep_ms(run->options.duration_s * 1000u);
-    xmpp_sleep_ms(run->options.drain_s * 1000u);
+        xmpp_wait_ms(run, run->options.duration_s * 1000u);
+    xmpp_wait_ms(run, run->options.drain_s * 1000u);
     return true;
 }
 
@@ -419,6 +422,7 @@ static const xmpp_scenario chat_scenario = {
     .report_human = chat_report_human,
     .report_json = chat_report_json,
     .succeeded = chat_succeeded,
+    .timeline_own_latency = true,
 };
 
 int bench_chat_main(int argc, char **argv)

@@ -7,9 +7,18 @@
 #ifndef STARLING_BENCH_COMMANDS_H
 #define STARLING_BENCH_COMMANDS_H
 
+#include <stdbool.h>
+
 /* idle: open many connections (optionally XMPP streams), hold them, report
  * the accept rate and the server's memory per connection. */
 int bench_idle_main(int argc, char **argv);
+
+/* idle --login: is --login among the arguments (argv borrowed, argv[0]
+ * skipped); if so, idle runs bench_idle_login_main, which logs N sessions
+ * in on the session engine, holds them, and reports the server's memory
+ * per session. */
+bool bench_idle_wants_login(int argc, char **argv);
+int bench_idle_login_main(int argc, char **argv);
 
 /* login: log N sessions in (connect, stream, SASL, bind, presence) on the
  * runtime, report logins/s, login latency and failures by reason. */
@@ -22,5 +31,14 @@ int bench_reconnect_main(int argc, char **argv);
 /* chat: log N users in as pairs that send each other 1:1 messages at a
  * fixed rate (or window); report delivered/s, latency, lost, duplicates. */
 int bench_chat_main(int argc, char **argv);
+
+/* presence: users with provisioned ring rosters log in, background first,
+ * then measured users at a rate; report presence stanzas delivered/s and
+ * the time for a login's presence to reach all online contacts. */
+int bench_presence_main(int argc, char **argv);
+/* sink: the cheapest XMPP server the scenarios can run against (SASL with
+ * one password, bind, 1:1 message routing, ping); counts what it did and
+ * reports it at exit, so the generator's own ceiling can be measured. */
+int bench_sink_main(int argc, char **argv);
 
 #endif

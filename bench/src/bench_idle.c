@@ -22,6 +22,7 @@
 #include "bench/src/bench_cli.h"
 #include "bench/src/bench_commands.h"
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_memory.h"
 #include "bench/src/bench_system.h"
 #include "proto/xml.h"
 
@@ -115,11 +116,6 @@ typedef struct idle_connection {
     xml_tokenizer *tokenizer; /* owned; only while awaiting features */
 } idle_connection;
 
-typedef struct idle_sample {
-    process_memory server;
-    kernel_sockets kernel;
-} idle_sample;
-
 typedef struct idle_run {
     idle_options options;
     idle_connection *connections; /* owned, options.count of them */
@@ -134,7 +130,7 @@ typedef struct idle_run {
     uint64_t open_start_us, last_answer_us, close_elapsed_us;
     uint64_t unexpected_bytes, close_errors;
     uint64_t held_at_sample;
-    idle_sample before, after;
+    memory_sample before, after;
     bool usage_available;
     tool_usage usage;
     char read_buffer[IDLE_READ_BUFFER_BYTES];
@@ -160,6 +156,8 @@ static void usage(FILE *out)
             "                           (default one per %u connections on loopback, 0 = none)\n"
             "  --xmpp                   open an XMPP stream on each connection (default)\n"
             "  --raw                    only connect\n"
+            "  --login                  log sessions in instead (SASL, bind, presence, TLS)\n"
+            "                           on the session engine: see idle --login --help\n"
             "  --domain NAME            the stream header's 'to' (default localhost)\n"
             "  --hold SECONDS           hold every connection this long (default 5)\n"
             "  --connect-timeout-ms MS  per connection, until connected and answered\n"
@@ -681,17 +679,6 @@ static void phase_close(idle_run *run)
     run->close_elapsed_us = system_now_us() - start_us;
 }
 
-static void take_sample(const idle_run *run, idle_sample *sample)
-{
-    memset(sample, 0, sizeof *sample);
-    if (run->options.server_pid != 0) {
-        if (!system_process_memory((pid_t)run->options.server_pid, &sample->server))
-            fprintf(stderr, IDLE_COMMAND ": cannot read the memory of pid %" PRIu64 "\n",
-                    run->options.server_pid);
-    }
-    system_kernel_sockets(&sample->kernel);
-}
-
 /* ---------------------------------------------------------------- report */
 
 typedef struct latency_summary {
@@ -699,18 +686,11 @@ typedef struct latency_summary {
     double p50_ms, p99_ms, max_ms;
 } latency_summary;
 
-typedef struct growth {
-    bool available;
-    uint64_t before, after;
-    double per_connection; /* (after - before) / held; may be negative */
-    bool per_connection_available;
-} growth;
-
 typedef struct idle_results {
     double open_elapsed_ms; /* first start to last answer */
     double connects_per_second;
     latency_summary connect_latency, answer_latency;
-    growth rss, pss, tcp_memory, slab, socket_slab;
+    memory_results memory;
 } idle_results;
 
 static int compare_unsigned(const void *left, const void *right)
@@ -745,18 +725,6 @@ static latency_summary summarize_latency(const idle_run *run, bool answered)
     return summary;
 }
 
-static growth growth_of(bool before_available, uint64_t before, bool after_available,
-                        uint64_t after, uint64_t held)
-{
-    growth result = {
-        .available = before_available && after_available, .before = before, .after = after};
-    if (result.available && held > 0) {
-        result.per_connection_available = true;
-        result.per_connection = ((double)after - (double)before) / (double)held;
-    }
-    return result;
-}
-
 static idle_results compute_results(const idle_run *run)
 {
     idle_results results = {0};
@@ -768,37 +736,13 @@ static idle_results compute_results(const idle_run *run)
     }
     results.connect_latency = summarize_latency(run, false);
     results.answer_latency = summarize_latency(run, true);
-    const idle_sample *before = &run->before, *after = &run->after;
-    uint64_t held = run->held_at_sample;
-    results.rss = growth_of(before->server.rss_available, before->server.rss_bytes,
-                            after->server.rss_available, after->server.rss_bytes, held);
-    results.pss = growth_of(before->server.pss_available, before->server.pss_bytes,
-                            after->server.pss_available, after->server.pss_bytes, held);
-    results.tcp_memory =
-        growth_of(before->kernel.sockstat_available, before->kernel.tcp_memory_bytes,
-                  after->kernel.sockstat_available, after->kernel.tcp_memory_bytes, held);
-    results.socket_slab =
-        growth_of(before->kernel.socket_slab_available, before->kernel.socket_slab_bytes,
-                  after->kernel.socket_slab_available, after->kernel.socket_slab_bytes, held);
-    results.slab = growth_of(before->kernel.slab_available, before->kernel.slab_bytes,
-                             after->kernel.slab_available, after->kernel.slab_bytes, held);
+    results.memory = memory_compute(&run->before, &run->after, run->held_at_sample);
     return results;
 }
 
 static double mebibytes(uint64_t bytes)
 {
     return (double)bytes / (1024.0 * 1024.0);
-}
-
-static void print_growth(const char *label, const growth *value, const char *note)
-{
-    if (!value->available)
-        return;
-    printf("  %-22s %9.1f MiB -> %9.1f MiB", label, mebibytes(value->before),
-           mebibytes(value->after));
-    if (value->per_connection_available)
-        printf("  = %8.0f bytes per connection", value->per_connection);
-    printf("%s\n", note);
 }
 
 static void print_failures(const idle_run *run)
@@ -845,27 +789,11 @@ static void report_human(const idle_run *run, const idle_results *results)
     printf("  held                   %" PRIu64 " connections for %" PRIu64
            " s, closed in %.1f ms\n",
            run->held_at_sample, options->hold_s, (double)run->close_elapsed_us / 1000.0);
-    print_growth("server VmRSS", &results->rss, "");
-    print_growth("server Pss", &results->pss, "");
-    print_growth("kernel TCP memory", &results->tcp_memory, "  (sockstat mem, both ends)");
-    print_growth("kernel socket slab", &results->socket_slab,
-                 "  (slabinfo TCP + sock_inode_cache, both ends)");
-    print_growth("kernel slab", &results->slab, "  (meminfo Slab, system-wide, both ends)");
+    memory_print(&results->memory, "connection");
     if (run->usage_available)
         printf("  tool CPU               user %.0f ms, system %.0f ms, peak RSS %.1f MiB\n",
                (double)run->usage.user_us / 1000.0, (double)run->usage.system_us / 1000.0,
                mebibytes(run->usage.max_rss_bytes));
-}
-
-static void json_growth(json_writer *writer, const char *prefix, const growth *value)
-{
-    char key[64];
-    snprintf(key, sizeof key, "%s_before", prefix);
-    json_optional_unsigned(writer, key, value->available, value->before);
-    snprintf(key, sizeof key, "%s_after", prefix);
-    json_optional_unsigned(writer, key, value->available, value->after);
-    snprintf(key, sizeof key, "%s_per_connection", prefix);
-    json_optional_number(writer, key, value->per_connection_available, value->per_connection);
 }
 
 static void json_latency(json_writer *writer, const char *key, const latency_summary *latency)
@@ -927,20 +855,7 @@ static void json_measurements(json_writer *writer, const idle_run *run, const id
     json_latency(writer, "answer_latency_ms", &results->answer_latency);
     json_number(writer, "close_elapsed_ms", (double)run->close_elapsed_us / 1000.0);
     json_object_end(writer);
-    json_object_begin(writer, "server");
-    json_optional_unsigned(writer, "pid", run->options.server_pid != 0, run->options.server_pid);
-    json_growth(writer, "rss_bytes", &results->rss);
-    json_growth(writer, "pss_bytes", &results->pss);
-    json_object_end(writer);
-    json_object_begin(writer, "kernel");
-    json_optional_unsigned(writer, "tcp_in_use_before", run->before.kernel.sockstat_available,
-                           run->before.kernel.tcp_in_use);
-    json_optional_unsigned(writer, "tcp_in_use_after", run->after.kernel.sockstat_available,
-                           run->after.kernel.tcp_in_use);
-    json_growth(writer, "tcp_memory_bytes", &results->tcp_memory);
-    json_growth(writer, "socket_slab_bytes", &results->socket_slab);
-    json_growth(writer, "slab_bytes", &results->slab);
-    json_object_end(writer);
+    memory_json(writer, run->options.server_pid, &run->before, &run->after, &results->memory);
     json_object_begin(writer, "tool_usage");
     json_optional_unsigned(writer, "user_cpu_us", run->usage_available, run->usage.user_us);
     json_optional_unsigned(writer, "system_cpu_us", run->usage_available, run->usage.system_us);
@@ -1020,10 +935,10 @@ static void run_free(idle_run *run)
 /* Runs the phases and reports; returns the exit status. */
 static int run_phases(idle_run *run)
 {
-    take_sample(run, &run->before);
+    memory_sample_take(IDLE_COMMAND, run->options.server_pid, &run->before);
     if (!phase_open(run) || !phase_hold(run))
         return CLI_EXIT_FAILED;
-    take_sample(run, &run->after);
+    memory_sample_take(IDLE_COMMAND, run->options.server_pid, &run->after);
     run->held_at_sample = run->open_now;
     phase_close(run);
     run->usage_available = system_tool_usage(&run->usage);
@@ -1037,6 +952,8 @@ static int run_phases(idle_run *run)
 
 int bench_idle_main(int argc, char **argv)
 {
+    if (bench_idle_wants_login(argc, argv))
+        return bench_idle_login_main(argc, argv);
     idle_run *run = calloc(1, sizeof *run);
     if (run == NULL) {
         fprintf(stderr, IDLE_COMMAND ": out of memory\n");

@@ -48,6 +48,8 @@ static void write_key(json_writer *writer, const char *key)
     write_text(writer, writer->need_comma[writer->depth - 1] ? ",\n" : "\n");
     writer->need_comma[writer->depth - 1] = true;
     write_indent(writer);
+    if (writer->in_array[writer->depth - 1])
+        return; /* an array's member has no key */
     write_quoted(writer, key);
     write_text(writer, ": ");
 }
@@ -57,6 +59,7 @@ void json_start(json_writer *writer, FILE *file)
     writer->file = file;
     writer->depth = 1;
     writer->need_comma[0] = false;
+    writer->in_array[0] = false;
     writer->failed = false;
     write_text(writer, "{");
 }
@@ -79,19 +82,44 @@ void json_object_begin(json_writer *writer, const char *key)
         return;
     }
     writer->need_comma[writer->depth] = false;
+    writer->in_array[writer->depth] = false;
     writer->depth++;
 }
 
-void json_object_end(json_writer *writer)
+/* Closes the innermost object or array with closer, which must match. */
+static void close_level(json_writer *writer, bool array, const char *closer)
 {
-    if (writer->depth <= 1) {
+    if (writer->depth <= 1 || writer->in_array[writer->depth - 1] != array) {
         writer->failed = true;
         return;
     }
     writer->depth--;
     write_text(writer, "\n");
     write_indent(writer);
-    write_text(writer, "}");
+    write_text(writer, closer);
+}
+
+void json_object_end(json_writer *writer)
+{
+    close_level(writer, false, "}");
+}
+
+void json_array_begin(json_writer *writer, const char *key)
+{
+    write_key(writer, key);
+    write_text(writer, "[");
+    if (writer->depth >= JSON_DEPTH_MAX) {
+        writer->failed = true;
+        return;
+    }
+    writer->need_comma[writer->depth] = false;
+    writer->in_array[writer->depth] = true;
+    writer->depth++;
+}
+
+void json_array_end(json_writer *writer)
+{
+    close_level(writer, true, "]");
 }
 
 void json_unsigned(json_writer *writer, const char *key, uint64_t value)

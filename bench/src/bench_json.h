@@ -1,7 +1,8 @@
 /*
  * bench_json.h: a tiny streaming JSON writer for bench reports. Reports are
- * nested objects of numbers and strings, so that is all it writes: no
- * arrays, no parsing. Errors are sticky and reported once, by json_finish.
+ * nested objects of numbers and strings, and arrays of objects (a time
+ * series), so that is all it writes: no parsing. Errors are sticky and
+ * reported once, by json_finish.
  */
 #ifndef STARLING_BENCH_JSON_H
 #define STARLING_BENCH_JSON_H
@@ -16,7 +17,8 @@ typedef struct json_writer {
     FILE *file; /* borrowed */
     unsigned depth;
     bool need_comma[JSON_DEPTH_MAX];
-    bool failed; /* a write failed or the nesting bound was passed */
+    bool in_array[JSON_DEPTH_MAX]; /* members at that depth have no keys */
+    bool failed;                   /* a write failed or the nesting bound was passed */
 } json_writer;
 
 /* Starts the root object on file (borrowed for the writer's life). */
@@ -40,6 +42,10 @@ bool json_write_report(const char *command, const char *path, const char *versio
 /* Members of the current object. Keys and strings are borrowed. */
 void json_object_begin(json_writer *writer, const char *key);
 void json_object_end(json_writer *writer);
+/* An array of objects under key: its members are json_object_begin(writer,
+ * NULL) ... json_object_end; json_array_end closes it. */
+void json_array_begin(json_writer *writer, const char *key);
+void json_array_end(json_writer *writer);
 void json_unsigned(json_writer *writer, const char *key, uint64_t value);
 void json_number(json_writer *writer, const char *key, double value);
 void json_string(json_writer *writer, const char *key, const char *value);

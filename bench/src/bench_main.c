@@ -18,8 +18,8 @@ typedef struct bench_command {
 
 static const bench_command commands[] = {
     {"idle",
-     "open N connections (XMPP streams or raw TCP), hold them idle, report "
-     "connects/s and server memory per connection",
+     "open N connections (XMPP streams or raw TCP; logged-in sessions with --login), "
+     "hold them idle, report connects/s and server memory per connection",
      bench_idle_main},
     {"login",
      "log N sessions in (SASL, bind, presence) on Starling's runtime, report logins/s, "
@@ -33,6 +33,14 @@ static const bench_command commands[] = {
      "N users in pairs send 1:1 messages at a fixed rate; report delivered/s, latency "
      "p50..p99.9, lost and duplicates",
      bench_chat_main},
+    {"presence",
+     "users with rosters of R contacts log in; report presence stanzas delivered/s and the "
+     "time for a login's presence to reach all online contacts",
+     bench_presence_main},
+    {"sink",
+     "the cheapest XMPP server (SASL, bind, 1:1 routing) on Starling's runtime: run a "
+     "scenario against it to measure the tool's own ceiling",
+     bench_sink_main},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

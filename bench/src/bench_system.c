@@ -5,7 +5,9 @@
  */
 #include "bench/src/bench_system.h"
 
+#include <dirent.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -142,6 +144,72 @@ bool system_tool_usage(tool_usage *usage)
         peak_kib = (uint64_t)self.ru_maxrss;
     usage->max_rss_bytes = peak_kib * 1024u;
     return true;
+}
+
+bool system_process_cpu_us(uint64_t *cpu_us)
+{
+    struct rusage self;
+    *cpu_us = 0;
+    if (getrusage(RUSAGE_SELF, &self) != 0)
+        return false;
+    *cpu_us = (uint64_t)self.ru_utime.tv_sec * 1000000u + (uint64_t)self.ru_utime.tv_usec +
+              (uint64_t)self.ru_stime.tv_sec * 1000000u + (uint64_t)self.ru_stime.tv_usec;
+    return true;
+}
+
+/* Reads "TID (comm) state ppid ... utime stime ..." (proc(5): utime and
+ * stime are fields 14 and 15, in clock ticks). The name may hold spaces
+ * and parentheses, so the fields are counted from its last ')'. */
+static bool read_thread_stat(const char *path, uint64_t ticks_per_second, system_thread *thread)
+{
+    FILE *file = fopen(path, "re");
+    if (file == NULL)
+        return false;
+    char line[LINE_BYTES_MAX];
+    bool read = fgets(line, sizeof line, file) != NULL;
+    if (fclose(file) != 0 || !read)
+        return false;
+    char *open = strchr(line, '(');
+    char *close = strrchr(line, ')');
+    if (open == NULL || close == NULL || close < open)
+        return false;
+    size_t name_bytes = (size_t)(close - open - 1);
+    if (name_bytes >= SYSTEM_THREAD_NAME_BYTES)
+        name_bytes = SYSTEM_THREAD_NAME_BYTES - 1;
+    memcpy(thread->name, open + 1, name_bytes);
+    thread->name[name_bytes] = '\0';
+    uint64_t user_ticks = 0, system_ticks = 0;
+    if (sscanf(close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %" SCNu64 " %" SCNu64,
+               &user_ticks, &system_ticks) != 2)
+        return false;
+    thread->cpu_us = (user_ticks + system_ticks) * 1000000u / ticks_per_second;
+    return true;
+}
+
+size_t system_thread_cpu(system_thread *threads, size_t capacity)
+{
+    long ticks = sysconf(_SC_CLK_TCK);
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL || ticks <= 0) {
+        if (tasks != NULL)
+            closedir(tasks);
+        return 0;
+    }
+    size_t count = 0;
+    for (struct dirent *entry = readdir(tasks); entry != NULL && count < capacity;
+         entry = readdir(tasks)) {
+        char *end = NULL;
+        long tid = strtol(entry->d_name, &end, 10);
+        char path[64];
+        if (end == entry->d_name || *end != '\0' ||
+            snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid) < 0)
+            continue;
+        threads[count].tid = (int)tid;
+        if (read_thread_stat(path, (uint64_t)ticks, &threads[count]))
+            count++;
+    }
+    closedir(tasks);
+    return count;
 }
 
 bool system_reserve_descriptors(uint64_t needed, uint64_t *limit)

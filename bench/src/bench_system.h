@@ -2,8 +2,8 @@
  * bench_system.h: what the bench tools read from the system around a run:
  * the monotonic clock, a server process's memory (/proc/PID/status and
  * smaps_rollup), the kernel's socket memory (/proc/net/sockstat and the
- * slab total in /proc/meminfo), the tool's own CPU time, and the
- * descriptor limit. Readers return false (and leave *out zeroed) when a
+ * slab total in /proc/meminfo), the tool's own CPU time (whole and per
+ * thread), and the descriptor limit. Readers return false (and leave *out zeroed) when a
  * file is missing or unreadable; a report then says null, never 0.
  */
 #ifndef STARLING_BENCH_SYSTEM_H
@@ -48,6 +48,22 @@ typedef struct tool_usage {
 
 /* The calling process's CPU time (getrusage) and peak RSS (VmHWM). */
 bool system_tool_usage(tool_usage *usage) __attribute__((warn_unused_result));
+
+/* The calling process's user + system CPU time so far (getrusage). */
+bool system_process_cpu_us(uint64_t *cpu_us) __attribute__((warn_unused_result));
+
+#define SYSTEM_THREAD_NAME_BYTES 16u /* TASK_COMM_LEN */
+
+typedef struct system_thread {
+    int tid;
+    uint64_t cpu_us; /* utime + stime, clock-tick resolution */
+    char name[SYSTEM_THREAD_NAME_BYTES];
+} system_thread;
+
+/* Reads every thread of this process from /proc/self/task/TID/stat into
+ * threads (at most capacity); the number read. Threads that exit while
+ * being read are skipped. */
+size_t system_thread_cpu(system_thread *threads, size_t capacity);
 
 /* Raises the soft RLIMIT_NOFILE towards the hard limit so that needed
  * descriptors fit. Sets *limit to the soft limit in force afterwards;

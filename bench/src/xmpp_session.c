@@ -1,8 +1,9 @@
 /*
  * xmpp_session.c: the session machinery of starling-bench's login,
  * reconnect and chat scenarios (see xmpp_session.h). N sessions each
- * connect, open an XMPP stream, authenticate with SASL (SCRAM-SHA-256,
- * SCRAM-SHA-1 or PLAIN), restart the stream, bind a resource and send
+ * connect, open an XMPP stream (over TLS with --tls: STARTTLS or direct,
+ * see tls_client.h), authenticate with SASL (SCRAM-SHA-256, SCRAM-SHA-1,
+ * PLAIN or ANONYMOUS), restart the stream, bind a resource and send
  * initial presence; a session is online then. It answers: how many logins
  * per second does the server take, and how long does one take (p50 to max).
  *
@@ -26,6 +27,8 @@
 #include "bench/src/xmpp_session.h"
 
 #include "bench/src/bench_cli.h"
+#include "bench/src/xmpp_live.h"
+#include "bench/src/xmpp_memory.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,19 +43,23 @@
 #include <openssl/base64.h>
 #include <stdarg.h>
 
-static const char *const mechanism_names[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
+static const char *const mechanism_names[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "ANONYMOUS"};
+
+static const char *const tls_names[] = {"none", "starttls", "direct"};
 
 static const char *const failure_names[FAILURE_COUNT] = {
     "connect",  "stream_error", "auth",       "bind",         "timeout", "closed",
-    "io_error", "bad_xml",      "unexpected", "no_mechanism", "dropped",
+    "io_error", "bad_xml",      "unexpected", "no_mechanism", "dropped", "tls",
 };
 
 /* Names the phase a timeout hit, by login_state. */
 static const char *const state_names[] = {
-    "connect", "features", "challenge", "success", "bind-features", "bind", "online", "failed",
+    "connect", "features",      "starttls", "tls-handshake", "challenge",
+    "success", "bind-features", "bind",     "online",        "failed",
 };
 
 static const rx_listener_ops session_ops;
+static const char *errno_condition(int error, char *buffer, size_t capacity);
 
 /* The running scenario's command, for messages; set once before threads. */
 static const char *command_name = "starling-bench login";
@@ -84,7 +91,12 @@ static void usage(FILE *out)
             "  --count N           sessions (default 1000, max %u)\n"
             "  --first I           number of the first user (default 1)\n"
             "  --rate R            sessions started per second (default 0: all at once)\n"
-            "  --mechanism NAME    SCRAM-SHA-256, SCRAM-SHA-1 (default) or PLAIN\n"
+            "  --mechanism NAME    SCRAM-SHA-256, SCRAM-SHA-1 (default), PLAIN or ANONYMOUS\n"
+            "                      (ANONYMOUS: no --users or --password, the server names us)\n"
+            "  --tls MODE          none (default: plaintext), starttls (RFC 6120 STARTTLS)\n"
+            "                      or direct (XEP-0368: TLS from the first byte)\n"
+            "  --tls-ca FILE       verify the server's certificate against the CA in FILE\n"
+            "                      and --domain (default: not verified)\n"
             "  --reactors K        runtime threads, sessions spread over them (default 1)\n"
             "  --sources S         bind source addresses 127.0.0.1..127.0.0.S round robin\n"
             "                      (default one per %u sessions on loopback, 0 = none)\n"
@@ -93,6 +105,8 @@ static void usage(FILE *out)
             "  --json FILE         also write the report as JSON to FILE\n"
             "  --help              this text\n",
             SESSION_COUNT_MAX, SESSION_SESSIONS_PER_SOURCE);
+    fprintf(out, "%s", LIVE_USAGE);
+    fprintf(out, "%s", MEMORY_USAGE);
     fprintf(out, "%s", usage_scenario->extra_usage);
 }
 
@@ -106,6 +120,8 @@ static const struct option long_options[] = {
     {"first", required_argument, NULL, 'f'},
     {"rate", required_argument, NULL, 'r'},
     {"mechanism", required_argument, NULL, 'm'},
+    {"tls", required_argument, NULL, 'L'},
+    {"tls-ca", required_argument, NULL, 'C'},
     {"reactors", required_argument, NULL, 'k'},
     {"sources", required_argument, NULL, 's'},
     {"hold", required_argument, NULL, 'o'},
@@ -114,7 +130,14 @@ static const struct option long_options[] = {
     {"duration", required_argument, NULL, 'D'},
     {"drain", required_argument, NULL, 'i'},
     {"window", required_argument, NULL, 'W'},
+    {"roster", required_argument, NULL, 'R'},
+    {"measured", required_argument, NULL, 'M'},
+    {"background-rate", required_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
+    {"progress", no_argument, NULL, LIVE_OPTION_PROGRESS},
+    {"no-progress", no_argument, NULL, LIVE_OPTION_NO_PROGRESS},
+    {"plot", required_argument, NULL, LIVE_OPTION_PLOT},
+    {"server-pid", required_argument, NULL, MEMORY_OPTION_SERVER_PID},
     {NULL, 0, NULL, 0},
 };
 
@@ -126,9 +149,19 @@ static bool parse_mechanism(const char *value, login_mechanism *mechanism)
             return true;
         }
     }
-    complain("--mechanism wants SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, not "
-             "'%s'\n",
-             value);
+    complain("--mechanism wants SCRAM-SHA-256, SCRAM-SHA-1, PLAIN or ANONYMOUS, not '%s'\n", value);
+    return false;
+}
+
+static bool parse_tls(const char *value, session_tls *tls)
+{
+    for (size_t i = 0; i < sizeof tls_names / sizeof tls_names[0]; i++) {
+        if (strcmp(value, tls_names[i]) == 0) {
+            *tls = (session_tls)i;
+            return true;
+        }
+    }
+    complain("--tls wants none, starttls or direct, not '%s'\n", value);
     return false;
 }
 
@@ -150,6 +183,22 @@ static bool apply_chat_option(int choice, const char *name, const char *value,
     }
 }
 
+/* Applies an option of the presence scenario only; false after an error. */
+static bool apply_presence_option(int choice, const char *name, const char *value,
+                                  xmpp_options *options)
+{
+    if (options->scenario->start_later == NULL) {
+        complain("--%s is an option of presence only\n", name);
+        return false;
+    }
+    if (choice == 'R')
+        return cli_parse_unsigned(command_name, name, value, 2, 100000, &options->roster);
+    if (choice == 'B') /* the engine paces the first logins, the background ones here */
+        return cli_parse_unsigned(command_name, name, value, 0, 10000000,
+                                  &options->rate_per_second);
+    return cli_parse_unsigned(command_name, name, value, 1, SESSION_COUNT_MAX, &options->measured);
+}
+
 /* Applies an option that takes a number; false after a one-line error. */
 static bool apply_number(int choice, const char *name, const char *value, xmpp_options *options)
 {
@@ -163,7 +212,9 @@ static bool apply_number(int choice, const char *name, const char *value, xmpp_o
     case 'r':
         return cli_parse_unsigned(command_name, name, value, 0, 10000000,
                                   options->scenario->pairs ? &options->message_rate_per_second
-                                                           : &options->rate_per_second);
+                                  : options->scenario->start_later != NULL
+                                      ? &options->measured_rate_per_second
+                                      : &options->rate_per_second);
     case 'k':
         return cli_parse_unsigned(command_name, name, value, 1, SESSION_REACTORS_MAX,
                                   &options->reactors);
@@ -179,6 +230,10 @@ static bool apply_number(int choice, const char *name, const char *value, xmpp_o
     case 'i':
     case 'W':
         return apply_chat_option(choice, name, value, options);
+    case 'R':
+    case 'M':
+    case 'B':
+        return apply_presence_option(choice, name, value, options);
     default:
         return false;
     }
@@ -206,6 +261,17 @@ static bool apply_option(int choice, const char *value, void *context)
         return true;
     case 'm':
         return parse_mechanism(value, &options->mechanism);
+    case 'L':
+        return parse_tls(value, &options->tls);
+    case 'C':
+        options->tls_ca_path = value;
+        return true;
+    case LIVE_OPTION_PROGRESS:
+    case LIVE_OPTION_NO_PROGRESS:
+    case LIVE_OPTION_PLOT:
+        return xmpp_live_apply_option(choice, value, options);
+    case MEMORY_OPTION_SERVER_PID:
+        return xmpp_memory_apply_option(command_name, value, options);
     default:
         return apply_number(choice, cli_option_name(long_options, choice), value, options);
     }
@@ -239,13 +305,22 @@ static bool options_consistent(xmpp_options *options)
         complain("--domain '%s' is not a plain domain name\n", options->domain);
         return false;
     }
-    if (!users_pattern_valid(options->users)) {
+    bool anonymous = options->mechanism == MECHANISM_ANONYMOUS;
+    if (anonymous && options->scenario->pairs) {
+        complain("--mechanism ANONYMOUS cannot name chat partners (the server picks the JIDs)\n");
+        return false;
+    }
+    if (!anonymous && !users_pattern_valid(options->users)) {
         complain("--users wants a pattern with one %%d, not '%s'\n", options->users);
         return false;
     }
     size_t password_bytes = strlen(options->password);
     if (password_bytes == 0 || password_bytes > SESSION_PASSWORD_BYTES_MAX) {
         complain("--password wants 1 to %u bytes\n", SESSION_PASSWORD_BYTES_MAX);
+        return false;
+    }
+    if (options->tls_ca_path != NULL && options->tls == SESSION_TLS_NONE) {
+        complain("--tls-ca needs --tls starttls or --tls direct\n");
         return false;
     }
     if (options->count / options->reactors + 1 > LIMIT_CONNECTIONS_PER_REACTOR) {
@@ -265,15 +340,18 @@ static bool options_consistent(xmpp_options *options)
     return true;
 }
 
-/* Returns CLI_EXIT_OK to run, or the exit status to leave with. */
-static int parse_options(int argc, char **argv, const xmpp_scenario *scenario,
-                         xmpp_options *options)
+int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmpp_options *options)
 {
+    command_name = scenario->command;
+    usage_scenario = scenario;
     *options = (xmpp_options){
         .scenario = scenario,
         .message_rate_per_second = 1000,
         .duration_s = 10,
         .drain_s = 2,
+        .roster = 20,
+        .measured = 50,
+        .measured_rate_per_second = 100,
         .host = "127.0.0.1",
         .port = 5222,
         .domain = "localhost",
@@ -284,12 +362,15 @@ static int parse_options(int argc, char **argv, const xmpp_scenario *scenario,
         .mechanism = MECHANISM_SCRAM_SHA_1,
         .reactors = 1,
         .timeout_s = 60,
+        .progress = -1,
     };
     int status =
         cli_parse_options(command_name, argc, argv, long_options, usage, apply_option, options);
     if (status != CLI_EXIT_OK)
         return status;
-    if (!options_consistent(options))
+    if (!options_consistent(options) || !xmpp_live_options_check(command_name, options))
+        return CLI_EXIT_USAGE;
+    if (!xmpp_memory_options_check(command_name, options))
         return CLI_EXIT_USAGE;
     if (scenario->options_check != NULL && !scenario->options_check(options))
         return CLI_EXIT_USAGE;
@@ -340,6 +421,7 @@ static void session_fail_slice(xmpp_session *session, login_failure failure, con
     scram_exchange_free(session);
     reactor->counters.failures[failure]++;
     conditions_add(&reactor->counters.conditions, failure, condition, condition_bytes, 1);
+    timeline_meter_count(&reactor->meter, TIMELINE_FAILURES, 1);
     atomic_fetch_add_explicit(&reactor->run->finished, 1, memory_order_release);
 }
 
@@ -364,16 +446,44 @@ static void session_online(xmpp_session *session)
     rx_conn_handshake_done(session->conn);
     histogram_record(reactor->counters.latency_us, now_us - session->started_us);
     reactor->counters.online++;
+    timeline_meter_count(&reactor->meter, TIMELINE_LOGINS, 1);
+    if (!reactor->run->options.scenario->timeline_own_latency)
+        timeline_meter_latency(&reactor->meter, now_us - session->started_us);
     if (now_us > reactor->counters.last_online_us)
         reactor->counters.last_online_us = now_us;
     atomic_fetch_add_explicit(&reactor->run->online_now, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&reactor->run->finished, 1, memory_order_release);
 }
 
+/* Queues the ciphertext the session's SSL produced; false when the
+ * connection refused it (and aborted itself). */
+static bool tls_flush(xmpp_session *session)
+{
+    const uint8_t *bytes = NULL;
+    size_t length = 0;
+    tls_client_output(session->tls, &bytes, &length);
+    if (length == 0)
+        return true;
+    bool queued = rx_conn_send(session->conn, bytes, length) == RX_OK;
+    tls_client_output_sent(session->tls);
+    return queued;
+}
+
+bool xmpp_session_write(xmpp_session *session, const void *bytes, size_t length)
+{
+    if (session->tls == NULL)
+        return rx_conn_send(session->conn, bytes, length) == RX_OK;
+    if (!tls_client_write(session->tls, bytes, length)) {
+        rx_conn_abort(session->conn);
+        return false;
+    }
+    return tls_flush(session);
+}
+
 /* Queues bytes; on refusal fails the session (its state says so). */
 static void session_send(xmpp_session *session, const char *bytes, size_t length)
 {
-    if (rx_conn_send(session->conn, bytes, length) != RX_OK)
+    if (!xmpp_session_write(session, bytes, length))
         session_abort(session, FAILURE_IO_ERROR, "send-refused");
 }
 
@@ -546,12 +656,39 @@ static bool mechanism_offered(const xml_view *view, const char *wanted)
     return false;
 }
 
-/* The first <stream:features/>: start the chosen mechanism. */
+/* --tls starttls: ask for TLS if the features offer it (RFC 6120 5.4.2). */
+static void start_starttls(xmpp_session *session, const xml_view *view)
+{
+    static const char starttls[] = "<starttls xmlns='" TLS_NAMESPACE "'/>";
+    xml_node_id offer = xml_element_child(view, xml_view_root(view), "starttls", 8, TLS_NAMESPACE,
+                                          strlen(TLS_NAMESPACE));
+    if (offer == XML_NODE_NONE) {
+        session_abort(session, FAILURE_TLS, "starttls-not-offered");
+        return;
+    }
+    session->state = STATE_STARTTLS;
+    session_send(session, starttls, sizeof starttls - 1);
+}
+
+/* The first <stream:features/>: STARTTLS first if asked, then start the
+ * chosen mechanism. */
 static void on_features(xmpp_session *session, const xml_view *view)
 {
     const xmpp_options *options = &session->reactor->run->options;
+    if (options->tls == SESSION_TLS_STARTTLS && session->tls == NULL) {
+        start_starttls(session, view);
+        return;
+    }
     if (!mechanism_offered(view, mechanism_names[options->mechanism])) {
         session_abort(session, FAILURE_NO_MECHANISM, mechanism_names[options->mechanism]);
+        return;
+    }
+    if (options->mechanism == MECHANISM_ANONYMOUS) {
+        /* RFC 4505 allows an empty trace; RFC 6120 6.4.2 sends it as "=". */
+        static const char anonymous[] =
+            "<auth xmlns='" SASL_NAMESPACE "' mechanism='ANONYMOUS'>=</auth>";
+        session->state = STATE_SUCCESS;
+        session_send(session, anonymous, sizeof anonymous - 1);
         return;
     }
     char name[SESSION_NAME_BYTES_MAX];
@@ -677,11 +814,25 @@ static const char bind_request[] =
     "<iq type='set' id='b'><bind xmlns='" BIND_NAMESPACE "'><resource>bench</resource></bind></iq>";
 static const char initial_presence[] = "<presence/>";
 
+/* Sends the scenario's initial presence, or <presence/>. */
+static void send_initial_presence(xmpp_session *session)
+{
+    const xmpp_scenario *scenario = session->reactor->run->options.scenario;
+    char text[SESSION_ELEMENT_BYTES_MAX];
+    size_t length = scenario->initial_presence == NULL
+                        ? 0
+                        : scenario->initial_presence(session, text, sizeof text);
+    if (length > 0 && length < sizeof text)
+        session_send(session, text, length);
+    else
+        session_send(session, initial_presence, sizeof initial_presence - 1);
+}
+
 /* The bind iq's answer: a result puts the session online. */
 static void on_bind_answer(xmpp_session *session, const xml_view *view)
 {
     if (xmpp_attribute_is(view, "type", "result")) {
-        session_send(session, initial_presence, sizeof initial_presence - 1);
+        send_initial_presence(session);
         if (session->state == STATE_BIND)
             session_online(session);
         return;
@@ -691,6 +842,45 @@ static void on_bind_answer(xmpp_session *session, const xml_view *view)
         error != XML_NODE_NONE ? condition_of(view, error) : (xml_slice){"unexpected-type", 15};
     session_fail_slice(session, FAILURE_BIND, condition.ptr, condition.len);
     rx_conn_abort(session->conn);
+}
+
+/* ----------------------------------------------------------------- TLS */
+
+/* Runs the TLS handshake as far as it goes; once done, restarts the stream
+ * over TLS (a fresh tokenizer and the header again, RFC 6120 5.4.3.3). */
+static void tls_handshake_step(xmpp_session *session)
+{
+    const char *error_name = "tls-error";
+    tls_client_result result = tls_client_handshake(session->tls, &error_name);
+    if (!tls_flush(session)) {
+        session_abort(session, FAILURE_IO_ERROR, "send-refused");
+        return;
+    }
+    if (result == TLS_CLIENT_AGAIN)
+        return;
+    if (result != TLS_CLIENT_OK) {
+        session_abort(session, FAILURE_TLS, error_name);
+        return;
+    }
+    const xmpp_run *run = session->reactor->run;
+    xml_tokenizer_reset(&session->tokenizer);
+    session->state = STATE_FEATURES;
+    session_send(session, run->header, run->header_bytes);
+}
+
+/* Puts the session's stream under TLS: after <proceed/>, or at once for
+ * direct TLS (then with ALPN xmpp-client, XEP-0368). */
+static void tls_begin(xmpp_session *session)
+{
+    const xmpp_run *run = session->reactor->run;
+    session->tls = tls_client_create(run->tls_context, run->options.domain,
+                                     run->options.tls == SESSION_TLS_DIRECT);
+    if (session->tls == NULL) {
+        session_abort(session, FAILURE_TLS, "out-of-memory");
+        return;
+    }
+    session->state = STATE_TLS_HANDSHAKE;
+    tls_handshake_step(session);
 }
 
 /* ---------------------------------------------------------- the stream */
@@ -703,6 +893,9 @@ static bool on_expected(xmpp_session *session, const xml_view *view)
     bool features = xmpp_named(view, root, "features", STREAM_NAMESPACE);
     if (session->state == STATE_FEATURES && features) {
         on_features(session, view);
+    } else if (session->state == STATE_STARTTLS &&
+               xmpp_named(view, root, "proceed", TLS_NAMESPACE)) {
+        tls_begin(session);
     } else if (session->state == STATE_CHALLENGE &&
                xmpp_named(view, root, "challenge", SASL_NAMESPACE)) {
         on_challenge(session, view);
@@ -743,6 +936,8 @@ static void on_stanza(xmpp_session *session, const xml_view *view)
     if (xmpp_named(view, root, "failure", SASL_NAMESPACE)) {
         xml_slice condition = condition_of(view, root);
         session_fail_slice(session, FAILURE_AUTH, condition.ptr, condition.len);
+    } else if (xmpp_named(view, root, "failure", TLS_NAMESPACE)) {
+        session_fail(session, FAILURE_TLS, "starttls-failure");
     } else {
         xml_slice name = xml_element_name(view, root);
         session_fail_slice(session, FAILURE_UNEXPECTED, name.ptr, name.len);
@@ -750,15 +945,16 @@ static void on_stanza(xmpp_session *session, const xml_view *view)
     rx_conn_abort(session->conn);
 }
 
-/* Feeds one piece through the tokenizer until it is used up or the
- * session is decided. */
-static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
+/* Feeds one piece of the stream through the tokenizer until it is used up
+ * or the session is decided (or went over to TLS: after <proceed/> the
+ * server sends nothing before our ClientHello). */
+static void session_on_plaintext(xmpp_session *session, const uint8_t *bytes, size_t length)
 {
-    xmpp_session *session = rx_conn_userdata(conn);
     size_t at = 0;
     bool keep_reading = session->reactor->run->options.scenario->on_online_stanza != NULL;
-    while (at < length && (session->state < STATE_ONLINE ||
-                           (keep_reading && session->state == STATE_ONLINE && !session->closing))) {
+    while (at < length && session->state != STATE_TLS_HANDSHAKE &&
+           (session->state < STATE_ONLINE ||
+            (keep_reading && session->state == STATE_ONLINE && !session->closing))) {
         size_t used = 0;
         xml_view view;
         xml_event event = xml_tokenizer_feed(&session->tokenizer, session->reactor->scratch,
@@ -775,6 +971,55 @@ static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
     }
 }
 
+/* Every read that returns plaintext consumes at least one buffered byte, and
+ * what is buffered is this piece plus at most one partial record from the
+ * last: 2^14 bytes of plaintext, 2048 of expansion, a 5-byte header (RFC
+ * 5246 6.2.3; TLS 1.3 records are smaller). */
+#define SESSION_TLS_PARTIAL_RECORD_BYTES_MAX (TLS_CLIENT_RECORD_BYTES_MAX + 2048u + 5u)
+
+/* A piece of ciphertext: the handshake, then every whole record decrypted
+ * (also when nobody reads them, so nothing piles up in the SSL). */
+static void session_on_ciphertext(xmpp_session *session, const uint8_t *bytes, size_t length)
+{
+    if (!tls_client_push(session->tls, bytes, length)) {
+        session_abort(session, FAILURE_TLS, "out-of-memory");
+        return;
+    }
+    if (session->state == STATE_TLS_HANDSHAKE)
+        tls_handshake_step(session);
+    uint8_t plaintext[TLS_CLIENT_RECORD_BYTES_MAX];
+    for (size_t reads = 0; reads <= length + SESSION_TLS_PARTIAL_RECORD_BYTES_MAX; reads++) {
+        if (session->state == STATE_TLS_HANDSHAKE || session->state == STATE_FAILED)
+            return;
+        const char *error_name = "tls-error";
+        size_t plaintext_bytes = 0;
+        tls_client_result result = tls_client_read(session->tls, plaintext, sizeof plaintext,
+                                                   &plaintext_bytes, &error_name);
+        if (result == TLS_CLIENT_AGAIN)
+            break;
+        if (result == TLS_CLIENT_CLOSED) {
+            session_abort(session, FAILURE_CLOSED, "tls-close-notify");
+            return;
+        }
+        if (result == TLS_CLIENT_ERROR) {
+            session_abort(session, FAILURE_TLS, error_name);
+            return;
+        }
+        session_on_plaintext(session, plaintext, plaintext_bytes);
+    }
+    if (!tls_flush(session))
+        session_abort(session, FAILURE_IO_ERROR, "send-refused");
+}
+
+static void session_on_data(rx_conn *conn, const uint8_t *bytes, size_t length)
+{
+    xmpp_session *session = rx_conn_userdata(conn);
+    if (session->tls != NULL)
+        session_on_ciphertext(session, bytes, length);
+    else
+        session_on_plaintext(session, bytes, length);
+}
+
 static void session_on_open(rx_conn *conn, void *context)
 {
     xmpp_session *session = context;
@@ -782,8 +1027,22 @@ static void session_on_open(rx_conn *conn, void *context)
     session->conn = conn;
     rx_conn_set_userdata(conn, session);
     xml_tokenizer_init(&session->tokenizer);
+    if (run->options.tls == SESSION_TLS_DIRECT) {
+        tls_begin(session);
+        return;
+    }
     session->state = STATE_FEATURES;
     session_send(session, run->header, run->header_bytes);
+}
+
+/* The connection closed: what the session held for it goes. */
+static void session_release(xmpp_session *session)
+{
+    xml_tokenizer_fini(&session->tokenizer);
+    scram_exchange_free(session);
+    tls_client_destroy(session->tls);
+    session->tls = NULL;
+    session->conn = NULL;
 }
 
 /* A session the scenario dropped closed: clean up and tell the scenario. */
@@ -791,9 +1050,7 @@ static void session_on_dropped_close(xmpp_session *session)
 {
     if (session->state == STATE_ONLINE)
         atomic_fetch_sub_explicit(&session->reactor->run->online_now, 1, memory_order_relaxed);
-    xml_tokenizer_fini(&session->tokenizer);
-    scram_exchange_free(session);
-    session->conn = NULL;
+    session_release(session);
     session->dropping = false;
     const xmpp_scenario *scenario = session->reactor->run->options.scenario;
     if (scenario->on_dropped != NULL)
@@ -810,6 +1067,7 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
     if (session->state == STATE_ONLINE && !session->closing) {
         session->reactor->counters.dropped++;
         session->reactor->counters.failures[FAILURE_DROPPED]++;
+        timeline_meter_count(&session->reactor->meter, TIMELINE_FAILURES, 1);
         conditions_add(&session->reactor->counters.conditions, FAILURE_DROPPED,
                        rx_close_reason_name(reason), strlen(rx_close_reason_name(reason)), 1);
     } else if (reason == RX_CLOSE_HANDSHAKE_TIMEOUT || reason == RX_CLOSE_SHUTDOWN ||
@@ -817,17 +1075,24 @@ static void session_on_close(rx_conn *conn, rx_close_reason reason)
         session_fail(session, FAILURE_TIMEOUT, state_names[session->state]);
     } else if (reason == RX_CLOSE_PEER) {
         session_fail(session, FAILURE_CLOSED, state_names[session->state]);
+    } else if (reason == RX_CLOSE_ERROR && rx_conn_close_errno(conn) == ECONNRESET) {
+        /* The server closed without reading what we sent: a close too. */
+        char condition[SESSION_CONDITION_BYTES_MAX];
+        snprintf(condition, sizeof condition, "reset-in-%s", state_names[session->state]);
+        session_fail(session, FAILURE_CLOSED, condition);
+    } else if (reason == RX_CLOSE_ERROR && rx_conn_close_errno(conn) != 0) {
+        char condition[SESSION_CONDITION_BYTES_MAX];
+        session_fail(session, FAILURE_IO_ERROR,
+                     errno_condition(rx_conn_close_errno(conn), condition, sizeof condition));
     } else {
         session_fail(session, FAILURE_IO_ERROR, rx_close_reason_name(reason));
     }
     if (session->state == STATE_ONLINE)
         atomic_fetch_sub_explicit(&session->reactor->run->online_now, 1, memory_order_relaxed);
-    xml_tokenizer_fini(&session->tokenizer);
-    scram_exchange_free(session);
-    session->conn = NULL;
+    session_release(session);
 }
 
-/* A short name for a connect error (strerror is not thread-safe). */
+/* A short name for a connect or socket error (strerror is not thread-safe). */
 static const char *errno_condition(int error, char *buffer, size_t capacity)
 {
     switch (error) {
@@ -835,6 +1100,8 @@ static const char *errno_condition(int error, char *buffer, size_t capacity)
         return "connection-refused";
     case ECONNRESET:
         return "connection-reset";
+    case EPIPE:
+        return "broken-pipe";
     case EADDRNOTAVAIL:
         return "address-not-available";
     case EADDRINUSE:
@@ -868,7 +1135,7 @@ static void session_on_shutdown(rx_conn *conn)
     xmpp_session *session = rx_conn_userdata(conn);
     static const char stream_end[] = "</stream:stream>";
     session->closing = true;
-    if (rx_conn_send(conn, stream_end, sizeof stream_end - 1) != RX_OK)
+    if (!xmpp_session_write(session, stream_end, sizeof stream_end - 1))
         rx_conn_abort(conn);
     else
         rx_conn_close(conn);
@@ -908,8 +1175,12 @@ static void start_due(xmpp_reactor *reactor)
         if (wanted < (double)reactor->share)
             due = (uint64_t)wanted;
     }
-    while (reactor->started < due)
-        xmpp_session_start(reactor, &reactor->sessions[reactor->started++]);
+    const xmpp_scenario *scenario = reactor->run->options.scenario;
+    while (reactor->started < due) {
+        xmpp_session *session = &reactor->sessions[reactor->started++];
+        if (scenario->start_later == NULL || !scenario->start_later(reactor->run, session->index))
+            xmpp_session_start(reactor, session);
+    }
 }
 
 static void on_pace_timer(rx_timer *timer, void *argument)
@@ -965,9 +1236,10 @@ void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us)
     uint64_t spread_us =
         options->rate_per_second == 0 ? 0 : options->count * 1000000u / options->rate_per_second;
     uint64_t deadline_us = since_us + spread_us + (options->timeout_s + 1) * 1000000u;
-    while (atomic_load_explicit(&run->finished, memory_order_acquire) < options->count &&
+    while (atomic_load_explicit(&run->finished, memory_order_acquire) <
+               options->count - run->deferred &&
            system_now_us() < deadline_us)
-        xmpp_sleep_ms(SESSION_WAIT_STEP_MS);
+        xmpp_wait_ms(run, SESSION_WAIT_STEP_MS);
     run->wait_end_us = system_now_us();
 }
 
@@ -1018,20 +1290,49 @@ static rx_runtime *runtime_create(const xmpp_options *options)
     runtime_options.pin_threads = false; /* the operator pins with taskset */
     runtime_options.handshake_timeout_ms = (unsigned)(options->timeout_s * 1000u);
     runtime_options.idle_timeout_ms = SESSION_IDLE_TIMEOUT_MS;
+    /* Closing every session at the end is bounded like a login: 200,000
+     * closes at once (both ends in one kernel) outlast the server default. */
+    runtime_options.shutdown_grace_ms = (unsigned)(options->timeout_s * 1000u);
     return rx_runtime_create(&runtime_options);
+}
+
+/* The RLIMIT_NOFILE the run needs. Sessions live as direct descriptors in
+ * their reactor's ring table, which the kernel caps at RLIMIT_NOFILE, so a
+ * reactor's share must fit under it; the process table holds only the
+ * rings, eventfds and the sockets still connecting (at most
+ * LIMIT_CONNECT_SOCKETS_PER_REACTOR per reactor). More sessions than the
+ * limit therefore take more reactors, not a higher limit. */
+static uint64_t descriptors_needed(const xmpp_options *options)
+{
+    uint64_t share = (options->count + options->reactors - 1) / options->reactors + 2;
+    uint64_t process = options->reactors * (LIMIT_CONNECT_SOCKETS_PER_REACTOR + 4);
+    return (share > process ? share : process) + SESSION_DESCRIPTORS_SPARE;
 }
 
 static bool run_prepare(xmpp_run *run)
 {
     const xmpp_options *options = &run->options;
     uint64_t limit = 0;
-    if (!system_reserve_descriptors(options->count + SESSION_DESCRIPTORS_SPARE, &limit)) {
-        complain("--count %" PRIu64 " needs %" PRIu64
-                 " descriptors but RLIMIT_NOFILE allows %" PRIu64 "\n",
-                 options->count, options->count + SESSION_DESCRIPTORS_SPARE, limit);
+    uint64_t needed = descriptors_needed(options);
+    if (!system_reserve_descriptors(needed, &limit)) {
+        complain("--count %" PRIu64 " over --reactors %" PRIu64 " needs %" PRIu64
+                 " descriptors per reactor but RLIMIT_NOFILE allows %" PRIu64
+                 ": use more reactors\n",
+                 options->count, options->reactors, needed, limit);
         return false;
     }
-    run->users_prefix_bytes = (size_t)(strstr(options->users, "%d") - options->users);
+    const char *marker = strstr(options->users, "%d");
+    run->users_prefix_bytes = marker != NULL ? (size_t)(marker - options->users) : 0;
+    if (options->tls != SESSION_TLS_NONE) {
+        char error[TLS_CLIENT_ERROR_BYTES_MAX];
+        run->tls_context = tls_client_context_create(options->tls_ca_path, error, sizeof error);
+        if (run->tls_context == NULL) {
+            complain("%s\n", error);
+            return false;
+        }
+    }
+    for (uint64_t i = 0; options->scenario->start_later != NULL && i < options->count; i++)
+        run->deferred += options->scenario->start_later(run, i);
     for (uint64_t i = 0; i < options->sources; i++)
         snprintf(run->sources[i], sizeof run->sources[i], "127.0.0.%u", (unsigned)(uint8_t)(i + 1));
     int length = snprintf(run->header, sizeof run->header,
@@ -1055,6 +1356,10 @@ static bool run_prepare(xmpp_run *run)
             complain("out of memory for reactor %u\n", i);
             return false;
         }
+    if (!xmpp_live_prepare(run)) {
+        complain("out of memory for the timeline\n");
+        return false;
+    }
     return true;
 }
 
@@ -1062,6 +1367,7 @@ static void run_free(xmpp_run *run)
 {
     if (run->runtime != NULL)
         rx_runtime_destroy(run->runtime);
+    xmpp_live_free(run);
     for (unsigned i = 0; run->reactors != NULL && i < run->reactor_count; i++) {
         xmpp_reactor *reactor = &run->reactors[i];
         free(reactor->sessions);
@@ -1074,6 +1380,7 @@ static void run_free(xmpp_run *run)
             run->options.scenario->reactor_free(reactor);
     }
     free(run->reactors);
+    tls_client_context_destroy(run->tls_context);
     free(run);
 }
 
@@ -1084,16 +1391,21 @@ static bool run_sessions(xmpp_run *run)
     if (rx_runtime_start(run->runtime) != RX_OK)
         return false;
     run->start_us = system_now_us();
+    xmpp_live_start(run);
+    xmpp_memory_before(run);
     bool posted = xmpp_post_to_reactors(run, reactor_start);
     if (posted) {
         xmpp_wait_for_logins(run, run->start_us);
         if (run->options.hold_s > 0)
-            xmpp_sleep_ms(run->options.hold_s * 1000u);
+            xmpp_wait_ms(run, run->options.hold_s * 1000u);
+        xmpp_memory_after(run);
         if (run->options.scenario->run_phase != NULL)
             posted = run->options.scenario->run_phase(run);
     }
+    xmpp_live_before_stop(run);
     rx_runtime_stop(run->runtime);
     rx_runtime_wait(run->runtime);
+    xmpp_live_finish(run);
     return posted;
 }
 
@@ -1176,9 +1488,9 @@ static void report_human(const xmpp_run *run, const xmpp_results *results)
 {
     const xmpp_options *options = &run->options;
     printf("%s: %" PRIu64 " of %" PRIu64 " online, %" PRIu64
-           " failed (%s, %u reactor%s, %s:%" PRIu64 ")\n",
+           " failed (%s, tls %s, %u reactor%s, %s:%" PRIu64 ")\n",
            command_name, results->online, options->count, results->failed,
-           mechanism_names[options->mechanism], run->reactor_count,
+           mechanism_names[options->mechanism], tls_names[options->tls], run->reactor_count,
            run->reactor_count == 1 ? "" : "s", options->host, options->port);
     if (histogram_count(results->latency_us) > 0) {
         printf("  all online after   %10.1f ms   %10.1f logins/s\n", results->all_online_ms,
@@ -1208,6 +1520,8 @@ static void json_options(json_writer *writer, const xmpp_run *run)
     json_unsigned(writer, "first", options->first);
     json_unsigned(writer, "rate_per_second", options->rate_per_second);
     json_string(writer, "mechanism", mechanism_names[options->mechanism]);
+    json_string(writer, "tls", tls_names[options->tls]);
+    json_boolean(writer, "tls_verified", options->tls_ca_path != NULL);
     json_unsigned(writer, "reactors", run->reactor_count);
     json_unsigned(writer, "sources", options->sources);
     json_unsigned(writer, "hold_s", options->hold_s);
@@ -1279,8 +1593,10 @@ static void report_body(json_writer *writer, const void *context)
     json_options(writer, run);
     xmpp_json_sessions(writer, "sessions", report->results, run->options.count);
     json_timing(writer, run, report->results);
+    xmpp_memory_report_json(writer, run);
     if (run->options.scenario->report_json != NULL)
         run->options.scenario->report_json(writer, run);
+    xmpp_live_report_json(writer, run);
 }
 
 static bool report_json(const xmpp_run *run, const xmpp_results *results, const char *path)
@@ -1288,6 +1604,32 @@ static bool report_json(const xmpp_run *run, const xmpp_results *results, const 
     xmpp_report report = {run, results};
     return json_write_report(command_name, path, STARLING_VERSION, run->options.scenario->name,
                              report_body, &report);
+}
+
+/* One line on stderr when sessions did not get online: how many, and the
+ * commonest reason with its commonest condition, so a script's log says
+ * why without reading the summary. */
+static void complain_goal_missed(const xmpp_run *run, const xmpp_results *results)
+{
+    unsigned worst = 0;
+    for (unsigned i = 1; i < FAILURE_COUNT; i++)
+        if (results->failures[i] > results->failures[worst])
+            worst = i;
+    const login_condition *condition = NULL;
+    for (unsigned i = 0; i < results->conditions.used; i++) {
+        const login_condition *entry = &results->conditions.entries[i];
+        if (entry->failure == worst && (condition == NULL || entry->count > condition->count))
+            condition = entry;
+    }
+    if (results->failures[worst] == 0) {
+        complain("goal missed: %" PRIu64 " of %" PRIu64 " sessions online\n", results->online,
+                 run->options.count);
+        return;
+    }
+    complain("goal missed: %" PRIu64 " of %" PRIu64 " sessions online; %" PRIu64
+             " failed with %s%s%s\n",
+             results->online, run->options.count, results->failures[worst], failure_names[worst],
+             condition != NULL ? " / " : "", condition != NULL ? condition->name : "");
 }
 
 /* Runs the sessions and reports; returns the exit status. */
@@ -1304,29 +1646,38 @@ static int run_and_report(xmpp_run *run)
         return CLI_EXIT_FAILED;
     }
     report_human(run, &results);
+    xmpp_memory_report_human(run);
     const xmpp_scenario *scenario = run->options.scenario;
     if (scenario->report_human != NULL)
         scenario->report_human(run);
+    xmpp_live_report_human(run);
     bool written =
         run->options.json_path == NULL || report_json(run, &results, run->options.json_path);
     histogram_destroy(results.latency_us);
+    if (!xmpp_live_plot(run))
+        written = false;
     if (!written)
         return CLI_EXIT_FAILED;
-    bool complete = results.online == run->options.count && results.failed == 0 &&
-                    (scenario->succeeded == NULL || scenario->succeeded(run));
+    bool sessions_complete = results.online == run->options.count && results.failed == 0;
+    bool complete = sessions_complete && (scenario->succeeded == NULL || scenario->succeeded(run));
+    if (!sessions_complete)
+        complain_goal_missed(run, &results);
+    else if (!complete)
+        complain("goal missed: all %" PRIu64 " sessions online, the scenario's checks failed "
+                 "(see the summary)\n",
+                 run->options.count);
     return complete ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }
 
 int xmpp_bench_main(int argc, char **argv, const xmpp_scenario *scenario)
 {
     command_name = scenario->command;
-    usage_scenario = scenario;
     xmpp_run *run = calloc(1, sizeof *run);
     if (run == NULL) {
         complain("out of memory\n");
         return CLI_EXIT_FAILED;
     }
-    int status = parse_options(argc, argv, scenario, &run->options);
+    int status = xmpp_parse_options(argc, argv, scenario, &run->options);
     if (status == CLI_EXIT_OK)
         status = run_prepare(run) ? run_and_report(run) : CLI_EXIT_FAILED;
     else if (status == CLI_EXIT_HELP)

@@ -2,18 +2,24 @@
  * xmpp_session.h: the session machinery shared by the scenarios of
  * starling-bench that log XMPP sessions in (login, reconnect, chat). A run
  * owns K reactors of Starling's runtime; each reactor owns a contiguous
- * share of the sessions and drives their logins (connect, stream, SASL,
- * restart, bind, presence). A scenario is a table of hooks: what to do with
+ * share of the sessions and drives their logins (connect, optional TLS,
+ * stream, SASL, restart, bind, presence). A scenario is a table of hooks: what to do with
  * stanzas once a session is online, what to do on the main thread after
  * the logins, and what to add to the report. Everything a reactor counts is
- * its own; the main thread reads it only after the reactor threads exited.
+ * its own; the main thread reads it only after the reactor threads exited,
+ * except each reactor's timeline meter, built to be read every second
+ * (bench_timeline.h, xmpp_live.h).
  */
 #ifndef STARLING_BENCH_XMPP_SESSION_H
 #define STARLING_BENCH_XMPP_SESSION_H
 
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_memory.h"
+#include "bench/src/bench_plot.h"
 #include "bench/src/bench_system.h"
+#include "bench/src/bench_timeline.h"
 #include "bench/src/histogram.h"
+#include "bench/src/tls_client.h"
 #include "proto/scram.h"
 #include "proto/xml.h"
 #include "server/runtime/rx.h"
@@ -27,7 +33,10 @@
 #define SESSION_COUNT_MAX           1000000u
 #define SESSION_REACTORS_MAX        64u
 #define SESSION_SOURCES_MAX         254u
-#define SESSION_SESSIONS_PER_SOURCE 20000u
+/* Default sessions per loopback source address (--sources): the kernel's
+ * connect() port search gets slow as one source's ephemeral range fills
+ * (at 20,000 of 28,232 ports 200,000 logins stalled; see bench/RESULTS.md). */
+#define SESSION_SESSIONS_PER_SOURCE 5000u
 #define SESSION_DESCRIPTORS_SPARE   64u
 #define SESSION_NAME_BYTES_MAX      256u
 #define SESSION_PASSWORD_BYTES_MAX  256u
@@ -47,12 +56,21 @@
 #define STREAM_NAMESPACE            "http://etherx.jabber.org/streams"
 #define SASL_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-sasl"
 #define BIND_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-bind"
+#define TLS_NAMESPACE               "urn:ietf:params:xml:ns:xmpp-tls"
 
 typedef enum login_mechanism {
     MECHANISM_SCRAM_SHA_256 = 0,
     MECHANISM_SCRAM_SHA_1,
     MECHANISM_PLAIN,
+    MECHANISM_ANONYMOUS, /* RFC 4505: no user, the server picks the JID */
 } login_mechanism;
+
+/* How a session's stream is protected (--tls). */
+typedef enum session_tls {
+    SESSION_TLS_NONE = 0, /* plaintext */
+    SESSION_TLS_STARTTLS, /* RFC 6120 section 5: <starttls/>, <proceed/>, restart */
+    SESSION_TLS_DIRECT,   /* XEP-0368: TLS from the first byte, ALPN xmpp-client */
+} session_tls;
 
 typedef struct xmpp_options {
     const char *host;
@@ -64,6 +82,8 @@ typedef struct xmpp_options {
     uint64_t first;
     uint64_t rate_per_second; /* 0: all at once */
     login_mechanism mechanism;
+    session_tls tls;
+    const char *tls_ca_path; /* NULL: certificates not verified */
     uint64_t reactors;
     uint64_t sources; /* 0: let the kernel pick the source address */
     bool sources_given;
@@ -75,6 +95,13 @@ typedef struct xmpp_options {
     uint64_t window;                      /* chat: --window, closed loop when > 0 */
     uint64_t duration_s;                  /* chat: sending period */
     uint64_t drain_s;                     /* chat: wait for stragglers */
+    int progress;                         /* --progress 1, --no-progress 0, -1: if a tty */
+    const char *plot_prefix;              /* --plot, NULL: no plots */
+    char gnuplot[PLOT_PATH_BYTES_MAX];    /* gnuplot found on PATH for --plot */
+    uint64_t server_pid;                  /* --server-pid, 0: none (xmpp_memory.h) */
+    uint64_t roster;                      /* presence: contacts per user (--roster) */
+    uint64_t measured;                    /* presence: logins timed in phase 2 (--measured) */
+    uint64_t measured_rate_per_second;    /* presence: --rate of those logins; 0: at once */
 } xmpp_options;
 
 /* Why a session did not get online, or did not stay. */
@@ -90,12 +117,15 @@ typedef enum login_failure {
     FAILURE_UNEXPECTED,   /* an element the login did not expect at that point */
     FAILURE_NO_MECHANISM, /* the server did not offer --mechanism */
     FAILURE_DROPPED,      /* an online session closed by the server before the end */
+    FAILURE_TLS,          /* STARTTLS refused, or the TLS handshake or a record failed */
     FAILURE_COUNT
 } login_failure;
 
 typedef enum login_state {
     STATE_CONNECTING = 0,
     STATE_FEATURES,      /* header sent, awaiting the first <stream:features/> */
+    STATE_STARTTLS,      /* <starttls/> sent, awaiting <proceed/> */
+    STATE_TLS_HANDSHAKE, /* TLS handshake under way (STARTTLS or direct) */
     STATE_CHALLENGE,     /* SCRAM client-first sent, awaiting <challenge/> */
     STATE_SUCCESS,       /* PLAIN or SCRAM client-final sent, awaiting <success/> */
     STATE_BIND_FEATURES, /* stream restarted, awaiting the second features */
@@ -150,6 +180,7 @@ typedef struct xmpp_session {
     struct xmpp_reactor *reactor; /* borrowed */
     rx_conn *conn;                /* NULL unless connected */
     scram_exchange *scram;        /* owned; only during SCRAM */
+    tls_client *tls;              /* owned; NULL on a plaintext stream */
     uint64_t index;               /* 0..count-1 over the whole run */
     uint64_t started_us;
     uint8_t state;
@@ -176,6 +207,7 @@ typedef struct xmpp_reactor {
     xmpp_counters counters;   /* of the current wave of logins */
     xmpp_counters first_wave; /* reconnect: the counters before the drop */
     void *scenario_state;     /* owned by the scenario (its hooks free it) */
+    timeline_meter meter;     /* what the per-second timeline reads (bench_timeline.h) */
 } xmpp_reactor;
 
 typedef struct xmpp_run {
@@ -184,6 +216,7 @@ typedef struct xmpp_run {
     rx_producer *producer; /* owned by the runtime */
     xmpp_reactor *reactors;
     unsigned reactor_count;
+    tls_client_context *tls_context; /* owned; NULL without --tls */
     char header[SESSION_HEADER_BYTES_MAX];
     size_t header_bytes;
     char sources[SESSION_SOURCES_MAX][INET_ADDRSTRLEN];
@@ -193,8 +226,19 @@ typedef struct xmpp_run {
     _Atomic uint64_t online_now;
     uint64_t drop_us;             /* reconnect: when the drop was posted */
     uint64_t first_wave_finished; /* reconnect: finished before the drop */
+    uint64_t deferred;            /* sessions start_later keeps out of the first logins */
     bool usage_available;
     tool_usage usage;
+    timeline *timeline;         /* owned; the main thread's alone (see xmpp_live.c) */
+    uint64_t timeline_next_us;  /* when the next second closes */
+    uint64_t timeline_asked_us; /* when the reactors were asked to rotate, 0: not yet */
+    size_t progress_width;      /* widest progress line so far, to overwrite it */
+
+    /* --server-pid (xmpp_memory.h): the samples around the hold. */
+    memory_sample memory_before; /* before the first connect */
+    memory_sample memory_after;  /* at the end of --hold */
+    uint64_t memory_online;      /* sessions online at memory_after */
+    uint64_t memory_sampled_us;  /* when memory_after was taken, 0: not yet */
 } xmpp_run;
 
 typedef struct xmpp_results {
@@ -219,6 +263,13 @@ typedef struct xmpp_scenario {
      * out of memory. reactor_free frees it (also after a failed prepare). */
     bool (*reactor_prepare)(xmpp_reactor *reactor);
     void (*reactor_free)(xmpp_reactor *reactor);
+    /* True for a session the first logins skip: the scenario starts it
+     * (xmpp_session_start) from run_phase; xmpp_wait_for_logins waits for
+     * the others only while run->deferred counts them. */
+    bool (*start_later)(const xmpp_run *run, uint64_t index);
+    /* Reactor thread, the bind just succeeded: writes the session's initial
+     * presence into text (capacity bytes); its length, 0 for <presence/>. */
+    size_t (*initial_presence)(xmpp_session *session, char *text, size_t capacity);
     /* Reactor thread: a stanza arrived for an online session. */
     void (*on_online_stanza)(xmpp_session *session, const xml_view *view);
     /* Reactor thread: a session the scenario dropped has closed. */
@@ -231,10 +282,28 @@ typedef struct xmpp_scenario {
     void (*report_human)(const xmpp_run *run);
     void (*report_json)(json_writer *writer, const xmpp_run *run);
     bool (*succeeded)(const xmpp_run *run);
+    /* The scenario records its own latency (chat: per message) into
+     * reactor->meter; otherwise login latency goes into the timeline. */
+    bool timeline_own_latency;
 } xmpp_scenario;
 
 /* Parses argv (after the subcommand) and runs the scenario; the exit status. */
 int xmpp_bench_main(int argc, char **argv, const xmpp_scenario *scenario);
+
+/*
+ * Parses argv (after the subcommand; argv[0] is skipped) into options for
+ * scenario (borrowed, static) without running anything: CLI_EXIT_OK,
+ * CLI_EXIT_HELP after --help was printed, or CLI_EXIT_USAGE after one line
+ * on stderr. options borrows the strings of argv.
+ */
+int xmpp_parse_options(int argc, char **argv, const xmpp_scenario *scenario, xmpp_options *options)
+    __attribute__((warn_unused_result));
+
+/* Reactor thread: queues bytes (borrowed, copied) on an online or logging-in
+ * session's stream, through TLS when the stream has it; false when the
+ * connection refused them (it is aborted then). */
+bool xmpp_session_write(xmpp_session *session, const void *bytes, size_t length)
+    __attribute__((warn_unused_result));
 
 /* Reactor thread: starts (or restarts) the login of a session with no
  * connection. */
@@ -242,8 +311,13 @@ void xmpp_session_start(xmpp_reactor *reactor, xmpp_session *session);
 /* Posts function to every reactor with pointer = its xmpp_reactor. */
 bool xmpp_post_to_reactors(xmpp_run *run, rx_message_fn *function);
 void xmpp_sleep_ms(uint64_t milliseconds);
+/* Main thread: closes the timeline's second when due (and prints the
+ * progress line); cheap when not due. Every main-thread wait calls it. */
+void xmpp_timeline_poll(xmpp_run *run);
+/* Main thread: sleeps milliseconds, polling the timeline meanwhile. */
+void xmpp_wait_ms(xmpp_run *run, uint64_t milliseconds);
 /* Waits (bounded by --timeout-s past since_us) until run->finished reaches
- * --count. */
+ * --count less run->deferred. */
 void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us);
 /* Writes user name number first+index into name (SESSION_NAME_BYTES_MAX);
  * its length, 0 when it did not fit. */

@@ -288,6 +288,7 @@ static void conn_on_recv(rx_reactor *reactor, rx_conn *conn, const struct io_uri
     } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
         rx_log(RX_LOG_DEBUG, "reactor %u: recv on slot %u: %s", reactor->index, conn->slot,
                strerror(-cqe->res));
+        conn->close_errno = (uint8_t)(-cqe->res < 256 ? -cqe->res : 0);
         rx_conn_release_request(conn, RX_CLOSE_ERROR);
     }
     rx_conn_op_done(conn);
@@ -525,6 +526,11 @@ void rx_conn_set_userdata(rx_conn *conn, void *userdata)
 void *rx_conn_userdata(const rx_conn *conn)
 {
     return conn->userdata;
+}
+
+int rx_conn_close_errno(const rx_conn *conn)
+{
+    return conn->close_reason == RX_CLOSE_ERROR ? conn->close_errno : 0;
 }
 
 rx_reactor *rx_conn_reactor(const rx_conn *conn)

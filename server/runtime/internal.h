@@ -135,6 +135,7 @@ struct rx_conn {
     uint16_t flags;
     uint8_t inflight; /* ops in flight whose last CQE is not reaped */
     uint8_t close_reason;
+    uint8_t close_errno; /* RX_CLOSE_ERROR: the socket error (positive errno) */
     uint8_t move_target;
 };
 

@@ -283,6 +283,9 @@ rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index);
 
 void rx_conn_set_userdata(rx_conn *conn, void *userdata); /* borrowed */
 void *rx_conn_userdata(const rx_conn *conn);
+/* In on_close with RX_CLOSE_ERROR: the socket error that closed it (a
+ * positive errno, ECONNRESET, EPIPE, ...); 0 for every other reason. */
+int rx_conn_close_errno(const rx_conn *conn);
 rx_reactor *rx_conn_reactor(const rx_conn *conn);
 unsigned rx_conn_reactor_index(const rx_conn *conn);
 

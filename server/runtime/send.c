@@ -297,6 +297,7 @@ void rx_conn_send_completed(rx_conn *conn, int result)
             rx_log(RX_LOG_DEBUG, "reactor %u: send on slot %u: %s", reactor->index, conn->slot,
                    strerror(-result));
         }
+        conn->close_errno = (uint8_t)(-result < 256 ? -result : 0);
         rx_conn_release_request(conn, RX_CLOSE_ERROR);
         return;
     }

@@ -21,7 +21,9 @@ log = { error = "@WORKDIR@/prosody.err" }
 network_backend = "epoll"
 network_settings = { tcp_backlog = 4096 }
 
--- Loopback only, one c2s port; no s2s, no HTTP.
+-- Loopback only, one c2s port; no s2s, no HTTP. No direct TLS port by
+-- default: tests/bench/smoke_tls.py fills this line with its own port
+-- (XEP-0368, TLS from the first byte) when it writes its configuration.
 interfaces = { "127.0.0.1" }
 c2s_ports = { @PORT@ }
 c2s_direct_tls_ports = { }
@@ -29,9 +31,12 @@ s2s_ports = { }
 http_ports = { }
 https_ports = { }
 
--- Plaintext c2s on loopback: no certificates, STARTTLS neither offered nor
--- required, SASL PLAIN allowed without TLS (the package requires TLS).
--- An empty certificate directory (the package points at /etc/prosody/certs).
+-- Plaintext c2s on loopback by default: no STARTTLS (mod_tls is disabled
+-- below), SASL PLAIN allowed without TLS (the package requires TLS).
+-- Certificates are looked up in the work directory (the package points at
+-- /etc/prosody/certs): bench/compare leaves it empty; tests/bench/
+-- smoke_tls.py puts a throwaway localhost.crt and localhost.key there (and
+-- anon.localhost.*) and enables mod_tls and the direct TLS port.
 certificates = "@WORKDIR@/certs"
 c2s_require_encryption = false
 s2s_require_encryption = false
@@ -49,7 +54,6 @@ storage = "internal"
 
 -- The package's modules, minus:
 --   limits   the c2s rate limit (package: 10kb/s per connection), lifted
---   tls      no certificates on the bench (plaintext loopback)
 --   dialback, s2s: no federation on the bench
 --   posix    daemonizing/syslog; bench/compare runs prosody -F and tracks the pid
 --   invites*, admin_adhoc, admin_shell: administration, not on the measured path
@@ -57,6 +61,7 @@ modules_enabled = {
 	"disco";
 	"roster";
 	"saslauth";
+	"tls"; -- but disabled below unless a test turns TLS on
 	"blocklist";
 	"bookmarks";
 	"carbons";
@@ -72,9 +77,17 @@ modules_enabled = {
 	"uptime";
 	"version";
 }
-modules_disabled = { "s2s" }
+-- mod_tls is disabled for the plaintext bench: without certificates 0.12
+-- would still offer STARTTLS and fail every handshake. tests/bench/
+-- smoke_tls.py rewrites this exact line without "tls" (with certificates).
+modules_disabled = { "s2s", "tls" }
 
 -- In-band registration stays off (package default); users are provisioned.
 allow_registration = false
 
 VirtualHost "localhost"
+
+-- SASL ANONYMOUS (RFC 4505) for starling-bench --mechanism ANONYMOUS: no
+-- accounts, the server makes up each session's JID.
+VirtualHost "anon.localhost"
+	authentication = "anonymous"

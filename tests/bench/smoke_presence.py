@@ -1,0 +1,128 @@
+"""bench_smoke_presence: starling-bench presence against a private Prosody.
+
+Starts Prosody as smoke_login.py does (its helpers), with 100 accounts whose
+rosters bench/servers/provision.py writes as a ring of 10 contacts, and runs
+`starling-bench presence --count 100 --roster 10 --measured 10`. Asserts
+exit 0, all 100 online, the background settled, and counts that match the
+ring computed here independently of the tool: the measured users are
+k*N/M, none is a contact of another, so each has R online contacts; every
+one of them must get the measured user's presence (delivered = M x R, lost
+0) and answer its probe (probe answers = M x R), with no duplicates, no
+presence from a non-contact and none malformed. Also checks the roster
+files themselves (each user lists exactly its ring neighbours, mutually).
+Stops the Prosody it started (only that process). No timing assertions.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import smoke_login  # noqa: E402  (its Prosody helpers)
+from smoke_login import provision  # noqa: E402
+
+COUNT = 100
+ROSTER = 10
+MEASURED = 10
+BENCH_TIMEOUT_S = 90
+
+
+def ring(user, count, roster):
+    """User numbers (1-based) in user's roster, from the ring's definition."""
+    half = roster // 2
+    return {(user - 1 + d) % count + 1 for d in range(-half, half + 1) if d != 0}
+
+
+def check_roster_files(datadir):
+    """Every roster file names exactly the ring neighbours, subscription both."""
+    for user in range(1, COUNT + 1):
+        with open(os.path.join(datadir, "localhost", "roster", f"user{user}.dat")) as f:
+            text = f.read()
+        contacts = {int(n) for n in re.findall(r'\["user(\d+)@localhost"\]', text)}
+        if contacts != ring(user, COUNT, ROSTER) or text.count('"both"') != ROSTER:
+            raise AssertionError(f"user{user}: roster {sorted(contacts)}")
+        for contact in contacts:
+            if user not in ring(contact, COUNT, ROSTER):
+                raise AssertionError(f"user{user} -> user{contact} is not mutual")
+
+
+def expected_fanout():
+    """Measured users k*N/M (0-based); their contacts that are background users."""
+    measured = {k * COUNT // MEASURED for k in range(MEASURED)}
+    total = 0
+    for index in measured:
+        contacts = {c - 1 for c in ring(index + 1, COUNT, ROSTER)}
+        if contacts & measured:
+            raise AssertionError(f"measured {index} has measured contacts")
+        total += len(contacts)
+    return total
+
+
+def run_presence(bench, port, work):
+    json_path = os.path.join(work, "presence.json")
+    command = [bench, "presence", "--host", "127.0.0.1", "--port", str(port), "--domain",
+               "localhost", "--users", "user%d", "--password", provision.PASSWORD, "--count",
+               str(COUNT), "--roster", str(ROSTER), "--measured", str(MEASURED), "--rate", "20",
+               "--reactors", "2", "--sources", "2", "--timeout-s", "30", "--json", json_path]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
+    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
+    if not os.path.exists(json_path):
+        raise AssertionError(f"presence: no JSON report (exit {result.returncode})")
+    with open(json_path) as f:
+        return result.returncode, json.load(f)
+
+
+def check_presence(bench, port, work):
+    status, report = run_presence(bench, port, work)
+    sessions, presence = report["sessions"], report["presence"]
+    fanout = expected_fanout()
+    if status != 0 or sessions["online"] != COUNT or sessions["failed"] != 0:
+        raise AssertionError(f"presence: exit {status}, sessions {sessions}")
+    expected = {"background_online": True, "background_settled": True,
+                "measured_online": MEASURED, "online_contacts": fanout, "delivered": fanout,
+                "lost": 0, "probe_answers": fanout, "probe_answers_missing": 0,
+                "duplicates": 0, "incomplete_logins": 0, "strangers": 0, "malformed": 0}
+    wrong = {key: presence[key] for key, value in expected.items() if presence[key] != value}
+    if wrong:
+        raise AssertionError(f"presence: expected {expected}, got {wrong} in {presence}")
+    # Every presence of the phase is counted: at least the fan-out and the probe answers.
+    if presence["presences"] < 2 * fanout or presence["presences_per_second"] is None:
+        raise AssertionError(f"presence: phase counts {presence}")
+    if presence["time_to_all_contacts_ms"]["max"] is None:
+        raise AssertionError(f"presence: no time to all contacts in {presence}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bench", required=True)
+    args = parser.parse_args()
+    if not os.path.exists(smoke_login.PROSODY):
+        print(f"FAIL: {smoke_login.PROSODY} is missing: apt-get install prosody (see deploy/setup)",
+              file=sys.stderr)
+        return 1
+    work = tempfile.mkdtemp(prefix="starling-smoke-presence-")
+    port = smoke_login.free_port()
+    datadir = os.path.join(work, "data")
+    provision.provision_prosody(datadir, COUNT, roster=ROSTER)
+    check_roster_files(datadir)
+    process = smoke_login.start_prosody(work, port)
+    try:
+        check_presence(args.bench, port, work)
+    except AssertionError:
+        print(f"prosody errors:\n{smoke_login.read(os.path.join(work, 'prosody.err'))}",
+              file=sys.stderr)
+        raise
+    finally:
+        smoke_login.stop_prosody(process)
+    shutil.rmtree(work, ignore_errors=True)
+    print("bench_smoke_presence: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
