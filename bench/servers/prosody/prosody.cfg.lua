@@ -18,8 +18,11 @@ log = { error = "@WORKDIR@/prosody.err" }
 -- The epoll backend (0.12's default, made explicit). The package default
 -- listen backlog is 128; raised so a burst of connects is not dropped by
 -- the kernel and retried a second later (Starling and ejabberd get the same).
+-- 16384: Prosody accepts slower than 10,000 logins at once arrive, and a
+-- full queue drops them; the kernel caps it at net.core.somaxconn, which
+-- bench/compare raises to 16384 for its runs.
 network_backend = "epoll"
-network_settings = { tcp_backlog = 4096 }
+network_settings = { tcp_backlog = 16384 }
 
 -- Loopback only, one c2s port; no s2s, no HTTP. No direct TLS port by
 -- default: tests/bench/smoke_tls.py fills this line with its own port
