@@ -7,7 +7,8 @@ error, with 20 online and 0 failed, the login row with a bytes-per-session
 figure and the kernel's socket count equal to the sessions online during the
 hold, the chat row with delivered == sent > 0 and 0 lost; Starling's idle
 row with 20 online and its login, chat and reconnect rows skipped; no
-server process of the run left behind. Also that nonsense command lines
+server process of the run left behind; net.core.somaxconn untouched (the
+test passes --keep-somaxconn). Also that nonsense command lines
 exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
 30222), so it fails if another compare runs at the same time. No timing
 assertions.
@@ -74,15 +75,21 @@ def server_pids(out):
     return pids
 
 
+def read_somaxconn():
+    with open("/proc/sys/net/core/somaxconn") as f:
+        return int(f.read())
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True)
     args = parser.parse_args()
     check_usage()
     out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
+    somaxconn_before = read_somaxconn()
     command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
                "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--no-install",
-               "--build", args.build, "--out", out]
+               "--keep-somaxconn", "--build", args.build, "--out", out]
     result = subprocess.run(command, capture_output=True, text=True, timeout=COMPARE_TIMEOUT_S)
     print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
     try:
@@ -90,6 +97,8 @@ def main():
             raise AssertionError(f"bench/compare exited {result.returncode}")
         with open(os.path.join(out, "results.json")) as f:
             check_rows(json.load(f)["rows"])
+        if read_somaxconn() != somaxconn_before:
+            raise AssertionError(f"net.core.somaxconn changed from {somaxconn_before} to {read_somaxconn()}")
         left = server_pids(out)
         if left:
             raise AssertionError(f"processes of the run still alive: {left}")
