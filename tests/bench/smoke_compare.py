@@ -1,12 +1,15 @@
 """bench_smoke_compare: bench/compare end to end at a small count.
 
 Runs bench/compare against Prosody and Starling with 20 sessions and every
-scenario (idle, login, chat, reconnect; held 3 s, chat for 1 s), and asserts:
-exit status 0; a row per server and scenario; Prosody's four rows without
+scenario (idle, login, chat, reconnect, presence with rosters of 4; held
+3 s, chat for 1 s), and asserts:
+exit status 0; a row per server and scenario; Prosody's five rows without
 error, with 20 online and 0 failed, the login row with a bytes-per-session
 figure and the kernel's socket count equal to the sessions online during the
-hold, the chat row with delivered == sent > 0 and 0 lost; Starling's idle
-row with 20 online and its login, chat and reconnect rows skipped; no
+hold, the chat row with delivered == sent > 0 and 0 lost, the presence row
+with every measured presence delivered (delivered > 0, 0 lost, a time to
+all contacts); Starling's idle row with 20 online and its login, chat,
+reconnect and presence rows skipped; no
 server process of the run left behind; net.core.somaxconn untouched (the
 test passes --keep-somaxconn). Also that nonsense command lines
 exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
@@ -28,7 +31,9 @@ COMPARE_TIMEOUT_S = 400
 
 def check_usage():
     for bad in (["--scenarios", "nonsense"], ["--count", "7", "--scenarios", "chat"],
-                ["--chat-rate", "fast"], ["--servers", "openfire"], ["--count", "x"]):
+                ["--chat-rate", "fast"], ["--servers", "openfire"], ["--count", "x"],
+                ["--count", "20", "--scenarios", "presence", "--roster", "3"],
+                ["--count", "20", "--scenarios", "presence", "--roster", "20"]):
         result = subprocess.run([sys.executable, COMPARE] + bad, capture_output=True, text=True, timeout=30)
         lines = result.stderr.strip().splitlines()
         if result.returncode != 2 or len(lines) != 1:
@@ -43,7 +48,7 @@ def row_of(rows, server, scenario):
 
 
 def check_rows(rows):
-    for scenario in ("idle", "login", "chat", "reconnect"):
+    for scenario in ("idle", "login", "chat", "reconnect", "presence"):
         row = row_of(rows, "prosody", scenario)
         if row.get("error") or row.get("online") != COUNT or row.get("failed") != 0:
             raise AssertionError(f"prosody {scenario}: {row}")
@@ -53,10 +58,14 @@ def check_rows(rows):
     chat = row_of(rows, "prosody", "chat")
     if not chat["sent"] > 0 or chat["delivered"] != chat["sent"] or chat["lost"] != 0:
         raise AssertionError(f"prosody chat: sent {chat['sent']}, delivered {chat['delivered']}")
+    presence = row_of(rows, "prosody", "presence")
+    if (not presence["delivered"] > 0 or presence["lost"] != 0 or presence["p50_ms"] is None
+            or not presence["settled"]):
+        raise AssertionError(f"prosody presence: {presence}")
     idle = row_of(rows, "starling", "idle")
     if idle.get("error") or idle.get("online") != COUNT:
         raise AssertionError(f"starling idle: {idle}")
-    for scenario in ("login", "chat", "reconnect"):
+    for scenario in ("login", "chat", "reconnect", "presence"):
         if not row_of(rows, "starling", scenario).get("skipped"):
             raise AssertionError(f"starling {scenario} not skipped")
 
@@ -88,7 +97,7 @@ def main():
     out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
     somaxconn_before = read_somaxconn()
     command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
-               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--no-install",
+               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--roster", "4", "--no-install",
                "--keep-somaxconn", "--build", args.build, "--out", out]
     result = subprocess.run(command, capture_output=True, text=True, timeout=COMPARE_TIMEOUT_S)
     print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
