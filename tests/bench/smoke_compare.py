@@ -13,15 +13,17 @@ exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
 30222), so it fails if another compare runs at the same time. No timing
 assertions.
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMPARE = os.path.join(REPO, "bench", "compare")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
+
+COMPARE = os.path.join(benchlib.REPO, "bench", "compare")
 COUNT = 20
 COMPARE_TIMEOUT_S = 400
 
@@ -81,17 +83,14 @@ def read_somaxconn():
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    args = parser.parse_args()
+    args = benchlib.parse_args("--build")
     check_usage()
     out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
     somaxconn_before = read_somaxconn()
     command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
                "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--no-install",
                "--keep-somaxconn", "--build", args.build, "--out", out]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=COMPARE_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
+    result = benchlib.run_printed(command, COMPARE_TIMEOUT_S)
     try:
         if result.returncode != 0:
             raise AssertionError(f"bench/compare exited {result.returncode}")
