@@ -260,3 +260,39 @@ def run_json(command, work, name, timeout_s=BENCH_TIMEOUT_S, required=True):
     if report is None and required:
         raise AssertionError(f"{name}: no JSON report (exit {result.returncode})")
     return result, report
+
+
+def check_all_online(name, status, report, count):
+    """The run exited 0 with count sessions online and none failed."""
+    sessions = report["sessions"]
+    if status != 0 or sessions["online"] != count or sessions["failed"] != 0:
+        raise AssertionError(f"{name}: exit {status}, sessions {sessions}")
+
+
+def check_auth_refused(name, status, report, count):
+    """The run exited 1 with no session online and count auth failures,
+    every one not-authorized (a wrong password)."""
+    sessions = report["sessions"]
+    auth = sessions["conditions"].get("auth", {})
+    if (status != 1 or sessions["online"] != 0 or sessions["failures"]["auth"] != count
+            or auth.get("not-authorized") != count):
+        raise AssertionError(f"{name}: exit {status}, sessions {sessions}")
+
+
+def prosody_main(name, count, checks, roster=0, needs=()):
+    """main() of a smoke test against a private Prosody: the --bench command
+    line, Prosody and the (program, package) pairs in needs present, count
+    accounts provisioned (with ring rosters of roster contacts if roster),
+    then each check(bench, port, work) in order while Prosody runs. 0 when
+    every check passed, 1 when a program is missing; a failed check raises."""
+    args = parse_args()
+    if missing((PROSODY, "prosody"), *needs):
+        return 1
+    with work_dir(f"starling-{name}-") as work:
+        port = free_port()
+        provision.provision_prosody(os.path.join(work, "data"), count, roster=roster)
+        with prosody(work, port):
+            for check in checks:
+                check(args.bench, port, work)
+    print(f"{name}: ok")
+    return 0

@@ -29,7 +29,6 @@ import xml.etree.ElementTree as ElementTree
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (the smoke tests' shared helpers)
-from benchlib import provision  # noqa: E402
 
 COUNT = 100
 DURATION_S = 3
@@ -149,18 +148,9 @@ def check_login_quiet(bench, port, work):
 
 
 def main():
-    args = benchlib.parse_args()
-    if benchlib.missing((benchlib.PROSODY, "prosody"), ("gnuplot", "gnuplot-nox")):
-        return 1
-    with benchlib.work_dir("starling-smoke-plot-") as work:
-        check_no_gnuplot(args.bench, work)
-        port = benchlib.free_port()
-        provision.provision_prosody(os.path.join(work, "data"), COUNT)
-        with benchlib.prosody(work, port):
-            check_chat(args.bench, port, work)
-            check_login_quiet(args.bench, port, work)
-    print("bench_smoke_plot: ok")
-    return 0
+    return benchlib.prosody_main("bench_smoke_plot", COUNT, (
+        lambda bench, port, work: check_no_gnuplot(bench, work), check_chat, check_login_quiet),
+        needs=(("gnuplot", "gnuplot-nox"),))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (the smoke tests' shared helpers)
-from benchlib import provision  # noqa: E402
 
 COUNT = 100
 ROSTER = 10
@@ -68,10 +67,9 @@ def run_presence(bench, port, work):
 
 def check_presence(bench, port, work):
     status, report = run_presence(bench, port, work)
-    sessions, presence = report["sessions"], report["presence"]
+    presence = report["presence"]
     fanout = expected_fanout()
-    if status != 0 or sessions["online"] != COUNT or sessions["failed"] != 0:
-        raise AssertionError(f"presence: exit {status}, sessions {sessions}")
+    benchlib.check_all_online("presence", status, report, COUNT)
     expected = {"background_online": True, "background_settled": True,
                 "measured_online": MEASURED, "online_contacts": fanout, "delivered": fanout,
                 "lost": 0, "probe_answers": fanout, "probe_answers_missing": 0,
@@ -87,18 +85,9 @@ def check_presence(bench, port, work):
 
 
 def main():
-    args = benchlib.parse_args()
-    if benchlib.missing((benchlib.PROSODY, "prosody")):
-        return 1
-    with benchlib.work_dir("starling-smoke-presence-") as work:
-        port = benchlib.free_port()
-        datadir = os.path.join(work, "data")
-        provision.provision_prosody(datadir, COUNT, roster=ROSTER)
-        check_roster_files(datadir)
-        with benchlib.prosody(work, port):
-            check_presence(args.bench, port, work)
-    print("bench_smoke_presence: ok")
-    return 0
+    return benchlib.prosody_main("bench_smoke_presence", COUNT, (
+        lambda bench, port, work: check_roster_files(os.path.join(work, "data")),
+        check_presence), roster=ROSTER)
 
 
 if __name__ == "__main__":

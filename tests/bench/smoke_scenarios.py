@@ -15,7 +15,6 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (the smoke tests' shared helpers)
-from benchlib import provision  # noqa: E402
 
 COUNT = 100
 
@@ -48,17 +47,7 @@ def check_chat(bench, port, work):
 
 
 def main():
-    args = benchlib.parse_args()
-    if benchlib.missing((benchlib.PROSODY, "prosody")):
-        return 1
-    with benchlib.work_dir("starling-smoke-scenarios-") as work:
-        port = benchlib.free_port()
-        provision.provision_prosody(os.path.join(work, "data"), COUNT)
-        with benchlib.prosody(work, port):
-            check_reconnect(args.bench, port, work)
-            check_chat(args.bench, port, work)
-    print("bench_smoke_scenarios: ok")
-    return 0
+    return benchlib.prosody_main("bench_smoke_scenarios", COUNT, (check_reconnect, check_chat))
 
 
 if __name__ == "__main__":

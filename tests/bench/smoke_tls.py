@@ -50,9 +50,7 @@ def run_login(bench, port, work, name, extra):
 
 def check_online(bench, port, work, name, tls, extra):
     status, report = run_login(bench, port, work, name, ["--tls", tls] + extra)
-    sessions = report["sessions"]
-    if status != 0 or sessions["online"] != COUNT or sessions["failed"] != 0:
-        raise AssertionError(f"{name}: exit {status}, sessions {sessions}")
+    benchlib.check_all_online(name, status, report, COUNT)
     if report["options"]["tls"] != tls:
         raise AssertionError(f"{name}: the report says tls {report['options']['tls']}")
 
