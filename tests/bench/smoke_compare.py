@@ -1,12 +1,13 @@
 """bench_smoke_compare: bench/compare end to end at a small count.
 
 Runs bench/compare against Prosody and Starling with 20 sessions and every
-scenario (idle, login, chat, reconnect; held 3 s, chat for 1 s), and asserts:
-exit status 0; a row per server and scenario; Prosody's four rows without
+scenario (idle, login, chat, reconnect, presence; held 3 s, chat for 1 s,
+rosters of 10 contacts), and asserts:
+exit status 0; a row per server and scenario; Prosody's five rows without
 error, with 20 online and 0 failed, the login row with a bytes-per-session
 figure and the kernel's socket count equal to the sessions online during the
 hold, the chat row with delivered == sent > 0 and 0 lost; Starling's idle
-row with 20 online and its login, chat and reconnect rows skipped; no
+row with 20 online and its login, chat, reconnect and presence rows skipped; no
 server process of the run left behind; net.core.somaxconn untouched (the
 test passes --keep-somaxconn). Also that nonsense command lines
 exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
@@ -25,6 +26,7 @@ import benchlib  # noqa: E402  (the smoke tests' shared helpers)
 
 COMPARE = os.path.join(benchlib.REPO, "bench", "compare")
 COUNT = 20
+ROSTER = 10  # bench/compare's default (20) must be below every --count
 COMPARE_TIMEOUT_S = 400
 
 
@@ -45,7 +47,7 @@ def row_of(rows, server, scenario):
 
 
 def check_rows(rows):
-    for scenario in ("idle", "login", "chat", "reconnect"):
+    for scenario in ("idle", "login", "chat", "reconnect", "presence"):
         row = row_of(rows, "prosody", scenario)
         if row.get("error") or row.get("online") != COUNT or row.get("failed") != 0:
             raise AssertionError(f"prosody {scenario}: {row}")
@@ -58,7 +60,7 @@ def check_rows(rows):
     idle = row_of(rows, "starling", "idle")
     if idle.get("error") or idle.get("online") != COUNT:
         raise AssertionError(f"starling idle: {idle}")
-    for scenario in ("login", "chat", "reconnect"):
+    for scenario in ("login", "chat", "reconnect", "presence"):
         if not row_of(rows, "starling", scenario).get("skipped"):
             raise AssertionError(f"starling {scenario} not skipped")
 
@@ -88,8 +90,8 @@ def main():
     out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
     somaxconn_before = read_somaxconn()
     command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
-               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--no-install",
-               "--keep-somaxconn", "--build", args.build, "--out", out]
+               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--roster",
+               str(ROSTER), "--no-install", "--keep-somaxconn", "--build", args.build, "--out", out]
     result = benchlib.run_printed(command, COMPARE_TIMEOUT_S)
     try:
         if result.returncode != 0:

@@ -1,6 +1,6 @@
 """bench_smoke_login: starling-bench login against a private Prosody.
 
-Starts Prosody exactly as bench/compare does (the template
+Starts Prosody exactly as bench/compare does (benchlib.py: the template
 bench/servers/prosody/prosody.cfg.lua filled into a private work directory,
 `prosody -F`, accounts written by bench/servers/provision.py), on a free
 loopback port, waits (bounded) until it answers a stream header, and runs
