@@ -13,15 +13,16 @@ for the reason the case provokes, as named in the JSON report:
   garbage   answers with bytes that are not XML: bad_xml
 and that nonsense command lines exit 2 with exactly one line on stderr.
 """
-import argparse
-import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
 
 COUNT = 20
 LOGIN_TIMEOUT_S = 3
@@ -100,24 +101,15 @@ def garbage(conn, held):
 
 
 def run_login(bench, port, work, name):
-    json_path = os.path.join(work, f"{name}.json")
     command = [bench, "login", "--port", str(port), "--count", str(COUNT), "--timeout-s",
-               str(LOGIN_TIMEOUT_S), "--no-progress", "--json", json_path]
-    started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_BOUND_S)
-    elapsed = time.monotonic() - started
-    print(f"$ {' '.join(command)}  ({elapsed:.1f} s, exit {result.returncode})\n"
-          f"{result.stdout}{result.stderr}", flush=True)
-    with open(json_path) as f:
-        return result.returncode, json.load(f), result.stderr
+               str(LOGIN_TIMEOUT_S), "--no-progress"]
+    result, report = benchlib.run_json(command, work, name, RUN_BOUND_S)
+    return result.returncode, report, result.stderr
 
 
 def check(bench, work, name, behave, reason, condition):
     if behave is None:
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()  # bound, never listened: nothing accepts on it
+        port = benchlib.free_port()  # bound, never listened: nothing accepts on it
         listener = None
     else:
         listener = Listener(behave)
@@ -155,9 +147,7 @@ def check_usage(bench):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bench", required=True)
-    args = parser.parse_args()
+    args = benchlib.parse_args()
     with tempfile.TemporaryDirectory(prefix="starling-bad-servers-") as work:
         check(args.bench, work, "refused", None, "connect", "connection-refused")
         check(args.bench, work, "closes", closes, "closed", None)

@@ -1,7 +1,7 @@
 """bench_smoke_compare: bench/compare end to end at a small count.
 
 Runs bench/compare against Prosody and Starling with 20 sessions and every
-scenario (idle, login, chat, reconnect, presence with rosters of 4; held
+scenario (idle, login, chat, reconnect, presence with rosters of 10; held
 3 s, chat for 1 s), and asserts:
 exit status 0; a row per server and scenario; Prosody's five rows without
 error, with 20 online and 0 failed, the login row with a bytes-per-session
@@ -16,16 +16,19 @@ exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
 30222), so it fails if another compare runs at the same time. No timing
 assertions.
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMPARE = os.path.join(REPO, "bench", "compare")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
+
+COMPARE = os.path.join(benchlib.REPO, "bench", "compare")
 COUNT = 20
+ROSTER = 10  # bench/compare's default (20) must be below every --count
 COMPARE_TIMEOUT_S = 400
 
 
@@ -90,17 +93,14 @@ def read_somaxconn():
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--build", required=True)
-    args = parser.parse_args()
+    args = benchlib.parse_args("--build")
     check_usage()
     out = tempfile.mkdtemp(prefix="starling-smoke-compare-")
     somaxconn_before = read_somaxconn()
     command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
-               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--roster", "4", "--no-install",
-               "--keep-somaxconn", "--build", args.build, "--out", out]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=COMPARE_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
+               "--hold", "3", "--chat-duration", "1", "--chat-rate", "100", "--roster",
+               str(ROSTER), "--no-install", "--keep-somaxconn", "--build", args.build, "--out", out]
+    result = benchlib.run_printed(command, COMPARE_TIMEOUT_S)
     try:
         if result.returncode != 0:
             raise AssertionError(f"bench/compare exited {result.returncode}")

@@ -7,69 +7,37 @@ accepts, runs `starling-bench idle --count 200 --hold 1 --server-pid PID`
 the exit status and the JSON report: 200 established, 0 failed. Then stops
 the server with SIGTERM and checks that it exits 0. No timing assertions.
 """
-import argparse
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
 
 START_TIMEOUT_S = 10
-BENCH_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 20
 COUNT = 200
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_accepting(process, port, log_path):
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{read(log_path)}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"server did not accept within {START_TIMEOUT_S} s")
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read().decode(errors="replace")
-
-
-def stop(process, log_path):
-    process.send_signal(signal.SIGTERM)
+def accepting(port):
+    """True when something accepts a connection on the loopback port."""
     try:
-        status = process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT_S} s")
-    if status != 0:
-        raise AssertionError(f"server exited with {status}:\n{read(log_path)[-4000:]}")
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def run_bench(bench, port, pid, mode, workdir):
-    json_path = os.path.join(workdir, f"idle-{mode}.json")
     command = [bench, "idle", "--port", str(port), "--count", str(COUNT), "--hold", "1",
-               "--server-pid", str(pid), "--json", json_path, f"--{mode}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
+               "--server-pid", str(pid), f"--{mode}"]
+    result, report = benchlib.run_json(command, workdir, f"idle-{mode}", required=False)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited with {result.returncode}")
-    with open(json_path) as f:
-        report = json.load(f)
+    if report is None:
+        raise AssertionError(f"{mode}: no JSON report")
     connections = report["connections"]
     if connections["established"] != COUNT or connections["failed"] != 0:
         raise AssertionError(f"{mode}: expected {COUNT} established and 0 failed: {connections}")
@@ -78,28 +46,29 @@ def run_bench(bench, port, pid, mode, workdir):
 
 
 def check_server(name, server_command, bench, mode, workdir):
-    port = free_port()
+    port = benchlib.free_port()
     log_path = os.path.join(workdir, f"{name}.log")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(server_command + ["--port", str(port), "--reactors", "2"],
                                    stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_accepting(process, port, log_path)
-            run_bench(bench, port, process.pid, mode, workdir)
-        finally:
-            if process.poll() is None:
-                stop(process, log_path)
-            elif process.returncode != 0:
-                raise AssertionError(f"{name} died with {process.returncode}:\n{read(log_path)}")
+    try:
+        benchlib.wait_until(name, lambda: accepting(port), process, START_TIMEOUT_S, log_path,
+                            interval_s=0.05)
+        run_bench(bench, port, process.pid, mode, workdir)
+    except BaseException:
+        benchlib.stop_process(process)
+        raise
+    # It must exit 0, on SIGTERM now or by itself before (SIGKILL after the
+    # bound shows as a negative status).
+    status = benchlib.stop_process(process)
+    if status != 0:
+        raise AssertionError(f"{name} exited with {status} (SIGTERM, then SIGKILL after "
+                             f"{benchlib.STOP_TIMEOUT_S} s):\n{benchlib.read(log_path)[-4000:]}")
     print(f"{name}: ok")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bench", required=True)
-    parser.add_argument("--echo", required=True)
-    parser.add_argument("--starling", required=True)
-    arguments = parser.parse_args()
+    arguments = benchlib.parse_args("--bench", "--echo", "--starling")
     with tempfile.TemporaryDirectory(prefix="bench-smoke-") as workdir:
         check_server("starling", [arguments.starling], arguments.bench, "xmpp", workdir)
         check_server("starling-bench-echo", [arguments.echo], arguments.bench, "raw", workdir)

@@ -1,8 +1,8 @@
 """bench_smoke_idle_login: starling-bench idle --login against a private Prosody.
 
-Generates a throwaway self-signed certificate for localhost (smoke_tls.py's
-helper) and starts Prosody with mod_tls enabled (smoke_tls.py's template
-copy, smoke_login.py's start and stop), so one server answers both
+Generates a throwaway self-signed certificate for localhost and starts
+Prosody with mod_tls enabled (benchlib.py's certificate, template copy,
+start and stop, as smoke_tls.py uses them), so one server answers both
 plaintext and STARTTLS. Then, for plaintext and for --tls starttls,
 `starling-bench idle --login --count 200 --hold 1 --server-pid <prosody>`
 must exit 0, and its JSON report must say: scenario idle, mode login, 200
@@ -14,40 +14,24 @@ does not exist must be a usage error (exit 2). Stops the Prosody it started
 (only that process). No timing or size assertions: the numbers belong in
 bench/RESULTS.md.
 """
-import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import smoke_login  # noqa: E402  (its Prosody helpers)
-import smoke_tls  # noqa: E402  (its certificate and template helpers)
-from smoke_login import provision  # noqa: E402
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
+from benchlib import provision  # noqa: E402
 
 COUNT = 200
 HOLD_S = 1
 BENCH_TIMEOUT_S = 90
-PORT_TRIES_MAX = 10
 PID_MAX = 4194304  # PID_MAX_LIMIT: no process has a larger pid
 
 
 def run_idle(bench, port, work, name, extra):
-    json_path = os.path.join(work, f"{name}.json")
-    command = [bench, "idle", "--login", "--host", "127.0.0.1", "--port", str(port),
-               "--domain", "localhost", "--users", "user%d", "--password", provision.PASSWORD,
-               "--count", str(COUNT), "--hold", str(HOLD_S), "--reactors", "2",
-               "--timeout-s", "30", "--no-progress", "--json", json_path] + extra
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
-    report = None
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            report = json.load(f)
-    return result, report
+    command = benchlib.bench_command(bench, "idle --login", port, COUNT, sources=None,
+                                     extra=["--hold", str(HOLD_S), "--no-progress"] + extra)
+    return benchlib.run_json(command, work, name, BENCH_TIMEOUT_S, required=False)
 
 
 def check_held(bench, port, work, name, pid, extra):
@@ -87,38 +71,20 @@ def check_no_such_pid(bench, port, work):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bench", required=True)
-    args = parser.parse_args()
-    for needed, package in ((smoke_login.PROSODY, "prosody"), (smoke_tls.OPENSSL, "openssl")):
-        if not os.path.exists(needed):
-            print(f"FAIL: {needed} is missing: apt-get install {package} (see deploy/setup)",
-                  file=sys.stderr)
-            return 1
-    work = tempfile.mkdtemp(prefix="starling-smoke-idle-login-")
-    certs = os.path.join(work, "certs")
-    os.makedirs(certs)
-    smoke_tls.make_certificate(certs, "localhost", ["localhost"])
-    port = smoke_login.free_port()
-    direct_port = next((p for p in (smoke_login.free_port() for _ in range(PORT_TRIES_MAX))
-                        if p != port), None)
-    if direct_port is None:
-        raise AssertionError(f"no second free port in {PORT_TRIES_MAX} tries")
-    # start_prosody fills the template it finds under SERVERS_DIR.
-    smoke_login.SERVERS_DIR = smoke_tls.write_template(work, direct_port)
-    provision.provision_prosody(os.path.join(work, "data"), COUNT)
-    process = smoke_login.start_prosody(work, port)
-    try:
-        check_held(args.bench, port, work, "plaintext", process.pid, [])
-        check_held(args.bench, port, work, "starttls", process.pid, ["--tls", "starttls"])
-        check_no_such_pid(args.bench, port, work)
-    except AssertionError:
-        print(f"prosody errors:\n{smoke_login.read(os.path.join(work, 'prosody.err'))}",
-              file=sys.stderr)
-        raise
-    finally:
-        smoke_login.stop_prosody(process)
-    shutil.rmtree(work, ignore_errors=True)
+    args = benchlib.parse_args()
+    if benchlib.missing((benchlib.PROSODY, "prosody"), (benchlib.OPENSSL, "openssl")):
+        return 1
+    with benchlib.work_dir("starling-smoke-idle-login-") as work:
+        certs = os.path.join(work, "certs")
+        os.makedirs(certs)
+        benchlib.make_certificate(certs, "localhost", ["localhost"])
+        port, direct_port = benchlib.free_ports(2)
+        servers = benchlib.write_prosody_template(work, direct_port)
+        provision.provision_prosody(os.path.join(work, "data"), COUNT)
+        with benchlib.prosody(work, port, servers) as process:
+            check_held(args.bench, port, work, "plaintext", process.pid, [])
+            check_held(args.bench, port, work, "starttls", process.pid, ["--tls", "starttls"])
+            check_no_such_pid(args.bench, port, work)
     print("bench_smoke_idle_login: ok")
     return 0
 

@@ -1,6 +1,6 @@
 """bench_smoke_plot: starling-bench's live view (timeline, progress, plots, tool CPU).
 
-Starts a private Prosody as smoke_login.py does, then runs
+Starts a private Prosody (benchlib.py's helpers), then runs
   chat --count 100 --rate 500 --duration 3 --drain 2 --progress --plot P --json J
 and checks:
   - exit 0, every message delivered (as smoke_scenarios.py);
@@ -19,21 +19,16 @@ line before any run, and login with --no-progress --plot writes no
 progress. Stops the Prosody it started (only that process). No timing
 assertions.
 """
-import argparse
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import smoke_login  # noqa: E402  (its Prosody helpers)
-from smoke_login import provision  # noqa: E402
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
 
 COUNT = 100
 DURATION_S = 3
@@ -45,9 +40,7 @@ PROGRESS = re.compile(r"\s*\d+ s  online \d+/%d  logins/s \d+  msgs/s \d+  p99 (
 
 
 def bench_command(bench, port, scenario, extra):
-    return [bench, scenario, "--host", "127.0.0.1", "--port", str(port), "--domain", "localhost",
-            "--users", "user%d", "--password", provision.PASSWORD, "--count", str(COUNT),
-            "--reactors", "2", "--sources", "2", "--timeout-s", "30"] + extra
+    return benchlib.bench_command(bench, scenario, port, COUNT, extra=extra)
 
 
 def check_no_gnuplot(bench, work):
@@ -130,10 +123,9 @@ def check_chat(bench, port, work):
     wall_s = time.monotonic() - started
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
     print(f"$ {' '.join(command)}\n{stdout}{stderr!r}", flush=True)
-    if not os.path.exists(json_path):
+    report = benchlib.load_report(json_path)
+    if report is None:
         raise AssertionError(f"chat: no JSON report (exit {result.returncode})")
-    with open(json_path) as f:
-        report = json.load(f)
     chat = report["chat"]
     if result.returncode != 0 or chat["sent"] == 0 or chat["delivered"] != chat["sent"]:
         raise AssertionError(f"chat: exit {result.returncode}, chat {chat}")
@@ -148,8 +140,7 @@ def check_login_quiet(bench, port, work):
     """login with --no-progress: no progress on stderr, plots of logins."""
     prefix = os.path.join(work, "login")
     command = bench_command(bench, port, "login", ["--no-progress", "--plot", prefix])
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
+    result = benchlib.run_printed(command, BENCH_TIMEOUT_S)
     if result.returncode != 0 or "\r" in result.stderr or "logins/s" in result.stderr:
         raise AssertionError(f"login: exit {result.returncode}, stderr {result.stderr!r}")
     check_svg(prefix + "-latency.svg")
@@ -157,34 +148,9 @@ def check_login_quiet(bench, port, work):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bench", required=True)
-    args = parser.parse_args()
-    if not os.path.exists(smoke_login.PROSODY):
-        print(f"FAIL: {smoke_login.PROSODY} is missing: apt-get install prosody (see deploy/setup)",
-              file=sys.stderr)
-        return 1
-    if shutil.which("gnuplot") is None:
-        print("FAIL: gnuplot is missing: apt-get install gnuplot-nox (see deploy/setup)",
-              file=sys.stderr)
-        return 1
-    work = tempfile.mkdtemp(prefix="starling-smoke-plot-")
-    check_no_gnuplot(args.bench, work)
-    port = smoke_login.free_port()
-    provision.provision_prosody(os.path.join(work, "data"), COUNT)
-    process = smoke_login.start_prosody(work, port)
-    try:
-        check_chat(args.bench, port, work)
-        check_login_quiet(args.bench, port, work)
-    except AssertionError:
-        print(f"prosody errors:\n{smoke_login.read(os.path.join(work, 'prosody.err'))}",
-              file=sys.stderr)
-        raise
-    finally:
-        smoke_login.stop_prosody(process)
-    shutil.rmtree(work, ignore_errors=True)
-    print("bench_smoke_plot: ok")
-    return 0
+    return benchlib.prosody_main("bench_smoke_plot", COUNT, (
+        lambda bench, port, work: check_no_gnuplot(bench, work), check_chat, check_login_quiet),
+        needs=(("gnuplot", "gnuplot-nox"),))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """bench_smoke_presence: starling-bench presence against a private Prosody.
 
-Starts Prosody as smoke_login.py does (its helpers), with 100 accounts whose
+Starts Prosody with benchlib.py's helpers, with 100 accounts whose
 rosters bench/servers/provision.py writes as a ring of 10 contacts, and runs
 `starling-bench presence --count 100 --roster 10 --measured 10`. Asserts
 exit 0, all 100 online, the background settled, and counts that match the
@@ -12,19 +12,13 @@ presence from a non-contact and none malformed. Also checks the roster
 files themselves (each user lists exactly its ring neighbours, mutually).
 Stops the Prosody it started (only that process). No timing assertions.
 """
-import argparse
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import smoke_login  # noqa: E402  (its Prosody helpers)
-from smoke_login import provision  # noqa: E402
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
 
 COUNT = 100
 ROSTER = 10
@@ -64,25 +58,18 @@ def expected_fanout():
 
 
 def run_presence(bench, port, work):
-    json_path = os.path.join(work, "presence.json")
-    command = [bench, "presence", "--host", "127.0.0.1", "--port", str(port), "--domain",
-               "localhost", "--users", "user%d", "--password", provision.PASSWORD, "--count",
-               str(COUNT), "--roster", str(ROSTER), "--measured", str(MEASURED), "--rate", "20",
-               "--reactors", "2", "--sources", "2", "--timeout-s", "30", "--json", json_path]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
-    if not os.path.exists(json_path):
-        raise AssertionError(f"presence: no JSON report (exit {result.returncode})")
-    with open(json_path) as f:
-        return result.returncode, json.load(f)
+    command = benchlib.bench_command(bench, "presence", port, COUNT,
+                                     extra=["--roster", str(ROSTER), "--measured",
+                                            str(MEASURED), "--rate", "20"])
+    result, report = benchlib.run_json(command, work, "presence", BENCH_TIMEOUT_S)
+    return result.returncode, report
 
 
 def check_presence(bench, port, work):
     status, report = run_presence(bench, port, work)
-    sessions, presence = report["sessions"], report["presence"]
+    presence = report["presence"]
     fanout = expected_fanout()
-    if status != 0 or sessions["online"] != COUNT or sessions["failed"] != 0:
-        raise AssertionError(f"presence: exit {status}, sessions {sessions}")
+    benchlib.check_all_online("presence", status, report, COUNT)
     expected = {"background_online": True, "background_settled": True,
                 "measured_online": MEASURED, "online_contacts": fanout, "delivered": fanout,
                 "lost": 0, "probe_answers": fanout, "probe_answers_missing": 0,
@@ -98,30 +85,9 @@ def check_presence(bench, port, work):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bench", required=True)
-    args = parser.parse_args()
-    if not os.path.exists(smoke_login.PROSODY):
-        print(f"FAIL: {smoke_login.PROSODY} is missing: apt-get install prosody (see deploy/setup)",
-              file=sys.stderr)
-        return 1
-    work = tempfile.mkdtemp(prefix="starling-smoke-presence-")
-    port = smoke_login.free_port()
-    datadir = os.path.join(work, "data")
-    provision.provision_prosody(datadir, COUNT, roster=ROSTER)
-    check_roster_files(datadir)
-    process = smoke_login.start_prosody(work, port)
-    try:
-        check_presence(args.bench, port, work)
-    except AssertionError:
-        print(f"prosody errors:\n{smoke_login.read(os.path.join(work, 'prosody.err'))}",
-              file=sys.stderr)
-        raise
-    finally:
-        smoke_login.stop_prosody(process)
-    shutil.rmtree(work, ignore_errors=True)
-    print("bench_smoke_presence: ok")
-    return 0
+    return benchlib.prosody_main("bench_smoke_presence", COUNT, (
+        lambda bench, port, work: check_roster_files(os.path.join(work, "data")),
+        check_presence), roster=ROSTER)
 
 
 if __name__ == "__main__":

@@ -19,34 +19,32 @@ logins by mechanism, binds, SASL failures, messages forwarded == sent,
 nothing undeliverable, every accepted connection closed. Stops only the
 process it started. No timing assertions.
 """
-import argparse
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the smoke tests' shared helpers)
+
 READY_TIMEOUT_S = 20
-BENCH_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 COUNT = 200
 CHAT_COUNT = 100
 PASSWORD = "sink-secret"
 RAW_TIMEOUT_S = 10
-HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
-          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+HEADER = benchlib.STREAM_HEADER.decode()
 
 
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
+def sink_port(out_path):
+    """The port the sink names on stdout once it listens, None before."""
+    for line in benchlib.read(out_path).splitlines():
+        if " listening on 127.0.0.1:" in line:
+            return int(line.split("127.0.0.1:")[1].split()[0])
+    return None
 
 
 def start_sink(bench, work):
@@ -56,56 +54,32 @@ def start_sink(bench, work):
                "--no-pin", "--password", PASSWORD, "--json", os.path.join(work, "sink.json")]
     with open(out_path, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for line in read(out_path).splitlines():
-            if " listening on 127.0.0.1:" in line:
-                return process, int(line.split("127.0.0.1:")[1].split()[0])
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop_sink(process)
-    raise AssertionError(f"sink did not start:\n{read(out_path)}")
+    port = benchlib.wait_until("sink", lambda: sink_port(out_path), process, READY_TIMEOUT_S,
+                               out_path, interval_s=0.05)
+    return process, port
 
 
 def stop_sink(process):
     """SIGTERM, bounded wait, SIGKILL as a last resort; the exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-    return process.returncode
+    return benchlib.stop_process(process, STOP_TIMEOUT_S)
 
 
-def run_bench(bench, port, work, name, scenario, extra):
-    json_path = os.path.join(work, f"{name}.json")
-    command = [bench, scenario, "--host", "127.0.0.1", "--port", str(port), "--domain",
-               "localhost", "--users", "user%d", "--reactors", "2", "--sources", "2",
-               "--timeout-s", "30", "--json", json_path] + extra
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S)
-    print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}", flush=True)
-    if not os.path.exists(json_path):
-        raise AssertionError(f"{name}: no JSON report (exit {result.returncode})")
-    with open(json_path) as f:
-        return result.returncode, json.load(f)
+def run_bench(bench, port, work, name, scenario, count, extra):
+    command = benchlib.bench_command(bench, scenario, port, count, password=None, extra=extra)
+    result, report = benchlib.run_json(command, work, name)
+    return result.returncode, report
 
 
 def check_login(bench, port, work, mechanism):
-    status, report = run_bench(bench, port, work, f"login-{mechanism}", "login",
-                               ["--count", str(COUNT), "--mechanism", mechanism,
-                                "--password", PASSWORD])
-    sessions = report["sessions"]
-    if status != 0 or sessions["online"] != COUNT or sessions["failed"] != 0:
-        raise AssertionError(f"login {mechanism}: exit {status}, sessions {sessions}")
+    status, report = run_bench(bench, port, work, f"login-{mechanism}", "login", COUNT,
+                               ["--mechanism", mechanism, "--password", PASSWORD])
+    benchlib.check_all_online(f"login {mechanism}", status, report, COUNT)
 
 
 def check_chat(bench, port, work):
-    status, report = run_bench(bench, port, work, "chat", "chat",
-                               ["--count", str(CHAT_COUNT), "--password", PASSWORD, "--rate",
-                                "500", "--duration", "2", "--drain", "1"])
+    status, report = run_bench(bench, port, work, "chat", "chat", CHAT_COUNT,
+                               ["--password", PASSWORD, "--rate", "500", "--duration", "2",
+                                "--drain", "1"])
     chat, sessions = report["chat"], report["sessions"]
     if (status != 0 or sessions["online"] != CHAT_COUNT or chat["sent"] == 0
             or chat["delivered"] != chat["sent"] or chat["lost"] != 0
@@ -115,13 +89,9 @@ def check_chat(bench, port, work):
 
 
 def check_wrong_password(bench, port, work):
-    status, report = run_bench(bench, port, work, "login-wrong", "login",
-                               ["--count", str(COUNT), "--password", "not-" + PASSWORD])
-    sessions = report["sessions"]
-    auth = sessions["conditions"].get("auth", {})
-    if (status != 1 or sessions["online"] != 0 or sessions["failures"]["auth"] != COUNT
-            or auth.get("not-authorized") != COUNT):
-        raise AssertionError(f"wrong password: exit {status}, sessions {sessions}")
+    status, report = run_bench(bench, port, work, "login-wrong", "login", COUNT,
+                               ["--password", "not-" + PASSWORD])
+    benchlib.check_auth_refused("wrong password", status, report, COUNT)
 
 
 class RawClient:
@@ -187,7 +157,7 @@ def check_usage(bench):
     """Nonsense options: one line on stderr and exit 2, before listening."""
     for extra in (["--port", "70000"], ["--domain", "a b"], ["--reactors", "0"], ["--bogus"]):
         result = subprocess.run([bench, "sink"] + extra, capture_output=True, text=True,
-                                timeout=BENCH_TIMEOUT_S)
+                                timeout=benchlib.BENCH_TIMEOUT_S)
         if result.returncode != 2 or len(result.stderr.splitlines()) != 1:
             raise AssertionError(f"sink {extra}: exit {result.returncode}, {result.stderr!r}")
 
@@ -220,35 +190,33 @@ def check_sink_counters(work, sent):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bench", required=True)
-    args = parser.parse_args()
+    args = benchlib.parse_args()
     try:
         check_usage(args.bench)
     except (AssertionError, subprocess.TimeoutExpired) as error:
         print(f"FAIL: {error}", file=sys.stderr)
         return 1
-    work = tempfile.mkdtemp(prefix="starling-smoke-sink-")
-    process, port = start_sink(args.bench, work)
-    try:
-        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
-            check_login(args.bench, port, work, mechanism)
-        sent = check_chat(args.bench, port, work)
-        check_wrong_password(args.bench, port, work)
-        check_raw_protocol(port)
-        status = stop_sink(process)
-        print(read(os.path.join(work, "sink.out")), flush=True)
-        if status != 0:
-            raise AssertionError(f"sink exited {status} on SIGTERM")
-        check_sink_counters(work, sent)
-    except (AssertionError, OSError, subprocess.TimeoutExpired) as error:
-        stop_sink(process)
-        print(f"sink output:\n{read(os.path.join(work, 'sink.out'))}", file=sys.stderr)
-        print(f"FAIL: {error}", file=sys.stderr)
-        return 1
-    finally:
-        stop_sink(process)
-    shutil.rmtree(work, ignore_errors=True)
+    with benchlib.work_dir("starling-smoke-sink-") as work:
+        process, port = start_sink(args.bench, work)
+        try:
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
+                check_login(args.bench, port, work, mechanism)
+            sent = check_chat(args.bench, port, work)
+            check_wrong_password(args.bench, port, work)
+            check_raw_protocol(port)
+            status = stop_sink(process)
+            print(benchlib.read(os.path.join(work, "sink.out")), flush=True)
+            if status != 0:
+                raise AssertionError(f"sink exited {status} on SIGTERM")
+            check_sink_counters(work, sent)
+        except (AssertionError, OSError, subprocess.TimeoutExpired) as error:
+            stop_sink(process)
+            print(f"sink output:\n{benchlib.read(os.path.join(work, 'sink.out'))}",
+                  file=sys.stderr)
+            print(f"FAIL: {error}", file=sys.stderr)
+            raise SystemExit(1)  # leaves the work directory for inspection
+        finally:
+            stop_sink(process)
     print("PASS")
     return 0
 
