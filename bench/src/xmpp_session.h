@@ -31,9 +31,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SESSION_COUNT_MAX           1000000u
-#define SESSION_REACTORS_MAX        64u
-#define SESSION_SOURCES_MAX         254u
+#define SESSION_COUNT_MAX    1000000u
+#define SESSION_REACTORS_MAX 64u
+#define SESSION_SOURCES_MAX  254u
 /* Default sessions per loopback source address (--sources): the kernel's
  * connect() port search gets slow as one source's ephemeral range fills
  * (at 20,000 of 28,232 ports 200,000 logins stalled; see bench/RESULTS.md). */
