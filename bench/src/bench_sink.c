@@ -32,6 +32,7 @@
 #include "bench/src/bench_cli.h"
 #include "bench/src/bench_commands.h"
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_server_cli.h"
 #include "bench/src/bench_system.h"
 #include "bench/src/xmpp_wire.h"
 #include "proto/limits.h"
@@ -1114,31 +1115,15 @@ static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
     {"domain", required_argument, NULL, 'd'},
     {"password", required_argument, NULL, 'w'},
-    {"reactors", required_argument, NULL, 'r'},
-    {"connections-per-reactor", required_argument, NULL, 'c'},
-    {"handshake-timeout-ms", required_argument, NULL, 't'},
-    {"idle-timeout-ms", required_argument, NULL, 'i'},
-    {"no-pin", no_argument, NULL, 'n'},
+    SERVER_CLI_RUNTIME_LONG_OPTIONS, /* --reactors to --no-pin */
     {"json", required_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-static bool parse_field(int choice, const char *value, uint64_t minimum, uint64_t maximum,
-                        unsigned *field)
-{
-    uint64_t parsed = 0;
-    if (!cli_parse_unsigned(SINK_COMMAND, cli_option_name(long_options, choice), value, minimum,
-                            maximum, &parsed))
-        return false;
-    *field = (unsigned)parsed;
-    return true;
-}
-
 static bool apply_option(int choice, const char *value, void *context)
 {
     sink_options *options = context;
-    rx_options *runtime = &options->runtime;
     switch (choice) {
     case 'a':
         options->address = value;
@@ -1154,20 +1139,9 @@ static bool apply_option(int choice, const char *value, void *context)
     case 'j':
         options->json_path = value;
         return true;
-    case 'r':
-        return parse_field(choice, value, 1, LIMIT_REACTORS_MAX, &runtime->reactors);
-    case 'c':
-        return parse_field(choice, value, 1, LIMIT_CONNECTIONS_PER_REACTOR,
-                           &runtime->connections_per_reactor);
-    case 't':
-        return parse_field(choice, value, 100, 86400000, &runtime->handshake_timeout_ms);
-    case 'i':
-        return parse_field(choice, value, 100, 86400000, &runtime->idle_timeout_ms);
-    case 'n':
-        runtime->pin_threads = false;
-        return true;
     default:
-        return false;
+        return server_cli_apply_runtime_option(SINK_COMMAND, long_options, choice, value,
+                                               &options->runtime);
     }
 }
 
@@ -1450,9 +1424,7 @@ int bench_sink_main(int argc, char **argv)
                                    .port = SINK_DEFAULT_PORT,
                                    .domain = SINK_DEFAULT_DOMAIN,
                                    .password = SINK_DEFAULT_PASSWORD};
-    rx_options_init(&sink->options.runtime);
-    sink->options.runtime.handshake_timeout_ms = SINK_DEFAULT_TIMEOUT_MS;
-    sink->options.runtime.idle_timeout_ms = SINK_DEFAULT_TIMEOUT_MS;
+    server_cli_runtime_defaults(&sink->options.runtime, SINK_DEFAULT_TIMEOUT_MS);
     int status = cli_parse_options(SINK_COMMAND, argc, argv, long_options, usage, apply_option,
                                    &sink->options);
     if (status == CLI_EXIT_OK)
