@@ -149,29 +149,6 @@ static bool flow_mark(chat_flow *flow, uint64_t sequence)
     return true;
 }
 
-/* Reads "sender sequence scheduled_us" from the message's body. */
-static bool body_numbers(const xml_view *view, uint64_t numbers[3])
-{
-    xml_node_id body = xml_element_child(view, xml_view_root(view), "body", 4, NULL, 0);
-    char buffer[CHAT_BODY_BYTES_MAX];
-    char copy[CHAT_BODY_BYTES_MAX];
-    xml_slice text;
-    if (body == XML_NODE_NONE || !xml_element_text(view, body, buffer, sizeof buffer, &text) ||
-        text.len >= sizeof copy)
-        return false;
-    memcpy(copy, text.ptr, text.len);
-    copy[text.len] = '\0';
-    char *at = copy;
-    for (unsigned i = 0; i < 3; i++) {
-        char *end = NULL;
-        numbers[i] = strtoull(at, &end, 10);
-        if (end == at)
-            return false;
-        at = end;
-    }
-    return *at == '\0';
-}
-
 /* A stanza for an online session: count chat messages from its partner. */
 static void chat_on_stanza(xmpp_session *session, const xml_view *view)
 {
@@ -184,8 +161,8 @@ static void chat_on_stanza(xmpp_session *session, const xml_view *view)
         return;
     }
     uint64_t numbers[3];
-    if (!body_numbers(view, numbers) || numbers[0] != (session->index ^ 1u) ||
-        numbers[1] >= CHAT_SEQUENCE_MAX) {
+    if (!xmpp_child_numbers(view, "body", CHAT_BODY_BYTES_MAX, numbers, 3) ||
+        numbers[0] != (session->index ^ 1u) || numbers[1] >= CHAT_SEQUENCE_MAX) {
         chat->malformed++;
         return;
     }

@@ -8,7 +8,7 @@
  * SIGTERM or SIGINT shut it down gracefully.
  */
 #include "bench/src/bench_cli.h"
-#include "proto/limits.h"
+#include "bench/src/bench_server_cli.h"
 #include "server/runtime/rx.h"
 
 #include <getopt.h>
@@ -72,67 +72,35 @@ static void usage(FILE *out)
             ECHO_DEFAULT_TIMEOUT_MS);
 }
 
+/* clang-format off */
 static const struct option long_options[] = {
     {"address", required_argument, NULL, 'a'},
     {"port", required_argument, NULL, 'p'},
-    {"reactors", required_argument, NULL, 'r'},
-    {"connections-per-reactor", required_argument, NULL, 'c'},
-    {"handshake-timeout-ms", required_argument, NULL, 't'},
-    {"idle-timeout-ms", required_argument, NULL, 'i'},
-    {"no-pin", no_argument, NULL, 'n'},
+    SERVER_CLI_RUNTIME_LONG_OPTIONS, /* --reactors to --no-pin */
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
-
-/* Parses value into an unsigned field; false after a one-line error. */
-static bool parse_field(int choice, const char *value, uint64_t minimum, uint64_t maximum,
-                        unsigned *field)
-{
-    const char *name = cli_option_name(long_options, choice);
-    uint64_t parsed = 0;
-    if (!cli_parse_unsigned(ECHO_COMMAND, name, value, minimum, maximum, &parsed))
-        return false;
-    *field = (unsigned)parsed;
-    return true;
-}
+/* clang-format on */
 
 static bool apply_option(int choice, const char *value, void *context)
 {
     echo_options *options = context;
-    rx_options *runtime = &options->runtime;
-    unsigned port = 0;
     switch (choice) {
     case 'a':
         options->address = value;
         return true;
     case 'p':
-        if (!parse_field(choice, value, 0, 65535, &port))
-            return false;
-        options->port = port;
-        return true;
-    case 'r':
-        return parse_field(choice, value, 1, LIMIT_REACTORS_MAX, &runtime->reactors);
-    case 'c':
-        return parse_field(choice, value, 1, LIMIT_CONNECTIONS_PER_REACTOR,
-                           &runtime->connections_per_reactor);
-    case 't':
-        return parse_field(choice, value, 100, 86400000, &runtime->handshake_timeout_ms);
-    case 'i':
-        return parse_field(choice, value, 100, 86400000, &runtime->idle_timeout_ms);
-    case 'n':
-        runtime->pin_threads = false;
-        return true;
+        return cli_parse_unsigned(ECHO_COMMAND, "port", value, 0, 65535, &options->port);
     default:
-        return false;
+        return server_cli_apply_runtime_option(ECHO_COMMAND, long_options, choice, value,
+                                               &options->runtime);
     }
 }
 
 int main(int argc, char **argv)
 {
     echo_options options = {.address = ECHO_DEFAULT_ADDRESS, .port = ECHO_DEFAULT_PORT};
-    rx_options_init(&options.runtime);
-    options.runtime.handshake_timeout_ms = ECHO_DEFAULT_TIMEOUT_MS;
-    options.runtime.idle_timeout_ms = ECHO_DEFAULT_TIMEOUT_MS;
+    server_cli_runtime_defaults(&options.runtime, ECHO_DEFAULT_TIMEOUT_MS);
     int status =
         cli_parse_options(ECHO_COMMAND, argc, argv, long_options, usage, apply_option, &options);
     if (status != CLI_EXIT_OK)

@@ -131,29 +131,6 @@ static size_t presence_initial(xmpp_session *session, char *text, size_t capacit
     return length > 0 && (size_t)length < capacity ? (size_t)length : 0;
 }
 
-/* Reads "INDEX SENT_US" from the presence's <status/>. */
-static bool status_numbers(const xml_view *view, uint64_t numbers[2])
-{
-    xml_node_id status = xml_element_child(view, xml_view_root(view), "status", 6, NULL, 0);
-    char buffer[PRESENCE_STATUS_BYTES_MAX];
-    char copy[PRESENCE_STATUS_BYTES_MAX];
-    xml_slice text;
-    if (status == XML_NODE_NONE || !xml_element_text(view, status, buffer, sizeof buffer, &text) ||
-        text.len >= sizeof copy)
-        return false;
-    memcpy(copy, text.ptr, text.len);
-    copy[text.len] = '\0';
-    char *at = copy;
-    for (unsigned i = 0; i < 2; i++) {
-        char *end = NULL;
-        numbers[i] = strtoull(at, &end, 10);
-        if (end == at)
-            return false;
-        at = end;
-    }
-    return *at == '\0';
-}
-
 /* Records an available presence from sender for session. */
 static void record_available(xmpp_session *session, uint64_t sender, presence_counts *counts,
                              uint64_t now_us)
@@ -204,7 +181,8 @@ static void presence_on_stanza(xmpp_session *session, const xml_view *view)
         return;
     }
     uint64_t numbers[2];
-    if (!status_numbers(view, numbers) || numbers[0] >= session->reactor->run->options.count) {
+    if (!xmpp_child_numbers(view, "status", PRESENCE_STATUS_BYTES_MAX, numbers, 2) ||
+        numbers[0] >= session->reactor->run->options.count) {
         counts->malformed++;
         return;
     }

@@ -32,7 +32,9 @@
 #include "bench/src/bench_cli.h"
 #include "bench/src/bench_commands.h"
 #include "bench/src/bench_json.h"
+#include "bench/src/bench_server_cli.h"
 #include "bench/src/bench_system.h"
+#include "bench/src/xmpp_wire.h"
 #include "proto/limits.h"
 #include "proto/scram.h"
 #include "proto/xml.h"
@@ -60,10 +62,9 @@
 #define SINK_RESOURCE_BYTES_MAX 64u
 #define SINK_DOMAIN_BYTES_MAX   128u
 #define SINK_PASSWORD_BYTES_MAX 256u
-/* One SASL message decoded, and its base64 text: generator messages are
+/* One SASL message decoded (its text: XMPP_WIRE_TEXT_BYTES_MAX): generator messages are
  * about 100 bytes; anything near this is nonsense. */
 #define SINK_SASL_BYTES_MAX 1024u
-#define SINK_TEXT_BYTES_MAX 2048u
 /* SCRAM: one salt and count for every user (see the file comment). */
 #define SINK_SCRAM_SALT         "starling-bench-sink-salt"
 #define SINK_SCRAM_ITERATIONS   4096u
@@ -82,9 +83,6 @@
  * it the sender gets resource-constraint. About 200 bytes each. */
 #define SINK_PENDING_PARCELS_MAX 262144u
 #define SINK_PENDING_RETRY_MS    1u
-#define STREAM_NAMESPACE         "http://etherx.jabber.org/streams"
-#define SASL_NAMESPACE           "urn:ietf:params:xml:ns:xmpp-sasl"
-#define BIND_NAMESPACE           "urn:ietf:params:xml:ns:xmpp-bind"
 #define SESSION_NAMESPACE        "urn:ietf:params:xml:ns:xmpp-session"
 #define PING_NAMESPACE           "urn:xmpp:ping"
 #define STANZAS_NAMESPACE        "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -288,27 +286,6 @@ static void sink_send_out(sink_conn *session, const out_text *out)
 
 /* ------------------------------------------------------------- viewing */
 
-static bool slice_is(xml_slice slice, const char *text)
-{
-    return slice.len == strlen(text) && memcmp(slice.ptr, text, slice.len) == 0;
-}
-
-static bool named(const xml_view *view, xml_node_id element, const char *name, const char *ns)
-{
-    return slice_is(xml_element_name(view, element), name) &&
-           slice_is(xml_element_namespace(view, element), ns);
-}
-
-/* The first child element of element, or XML_NODE_NONE. */
-static xml_node_id first_child_element(const xml_view *view, xml_node_id element)
-{
-    for (xml_node_id node = xml_node_first_child(view, element); node != XML_NODE_NONE;
-         node = xml_node_next_sibling(view, node))
-        if (xml_node_kind_of(view, node) == XML_NODE_ELEMENT)
-            return node;
-    return XML_NODE_NONE;
-}
-
 static bool valid_name(const char *name, size_t bytes, size_t bytes_max)
 {
     if (bytes == 0 || bytes >= bytes_max)
@@ -475,7 +452,7 @@ static void stream_finish(sink_conn *session)
 
 static void on_stream_open(sink_conn *session)
 {
-    if (!slice_is(xml_stream_default_namespace(&session->tokenizer), CLIENT_NAMESPACE)) {
+    if (!xmpp_slice_is(xml_stream_default_namespace(&session->tokenizer), CLIENT_NAMESPACE)) {
         stream_fail(session, "invalid-namespace");
         return;
     }
@@ -523,23 +500,6 @@ static void sasl_success(sink_conn *session, sink_mechanism mechanism, const cha
     session->state = SINK_RESTART;
     session->header_sent = false;
     session->reset_pending = true;
-}
-
-/* Decodes the base64 text of the view's root into out; false on nonsense.
- * "=" and empty text are an empty message. */
-static bool sasl_decode(const xml_view *view, char *out, size_t capacity, size_t *out_bytes)
-{
-    char buffer[SINK_TEXT_BYTES_MAX];
-    xml_slice text;
-    size_t maximum = 0;
-    *out_bytes = 0;
-    if (!xml_element_text(view, xml_view_root(view), buffer, sizeof buffer, &text))
-        return false;
-    if (text.len == 0 || (text.len == 1 && text.ptr[0] == '='))
-        return true;
-    return EVP_DecodedLength(&maximum, text.len) && maximum <= capacity &&
-           EVP_DecodeBase64((uint8_t *)out, out_bytes, capacity, (const uint8_t *)text.ptr,
-                            text.len);
 }
 
 static bool set_name(sink_conn *session, const char *name, size_t bytes)
@@ -660,7 +620,7 @@ static void scram_response(sink_conn *session, const xml_view *view)
     char message[SINK_SASL_BYTES_MAX];
     size_t bytes = 0;
     scram_client_final final;
-    if (!sasl_decode(view, message, sizeof message, &bytes) ||
+    if (!xmpp_sasl_decode(view, message, sizeof message, &bytes) ||
         scram_client_final_parse(message, bytes, &final) != SCRAM_OK) {
         sasl_failure(session, "malformed-request");
         return;
@@ -699,13 +659,13 @@ static void on_auth(sink_conn *session, const xml_view *view)
     int mechanism = -1;
     if (xml_element_attribute(view, xml_view_root(view), "mechanism", 9, &attribute))
         for (int i = 0; i < SINK_MECHANISM_COUNT; i++)
-            if (slice_is(attribute.raw_value, mechanism_names[i]))
+            if (xmpp_slice_is(attribute.raw_value, mechanism_names[i]))
                 mechanism = i;
     char message[SINK_SASL_BYTES_MAX];
     size_t bytes = 0;
     if (mechanism < 0) {
         sasl_failure(session, "invalid-mechanism");
-    } else if (!sasl_decode(view, message, sizeof message, &bytes)) {
+    } else if (!xmpp_sasl_decode(view, message, sizeof message, &bytes)) {
         sasl_failure(session, "incorrect-encoding");
     } else if (mechanism == SINK_PLAIN) {
         auth_plain(session, message, bytes);
@@ -753,16 +713,16 @@ static bool iq_is_request(const xml_view *view)
 {
     xml_attribute type;
     return xml_element_attribute(view, xml_view_root(view), "type", 4, &type) &&
-           (slice_is(type.raw_value, "get") || slice_is(type.raw_value, "set"));
+           (xmpp_slice_is(type.raw_value, "get") || xmpp_slice_is(type.raw_value, "set"));
 }
 
 /* The bind iq: take the resource (or make one), answer with the JID. */
 static void on_bind(sink_conn *session, const xml_view *view)
 {
     xml_node_id root = xml_view_root(view);
-    xml_node_id bind = first_child_element(view, root);
-    if (!named(view, root, "iq", CLIENT_NAMESPACE) || bind == XML_NODE_NONE ||
-        !named(view, bind, "bind", BIND_NAMESPACE) || !iq_is_request(view)) {
+    xml_node_id bind = xmpp_first_child_element(view, root);
+    if (!xmpp_named(view, root, "iq", CLIENT_NAMESPACE) || bind == XML_NODE_NONE ||
+        !xmpp_named(view, bind, "bind", BIND_NAMESPACE) || !iq_is_request(view)) {
         stream_fail(session, "not-authorized");
         return;
     }
@@ -808,9 +768,9 @@ static void on_iq(sink_conn *session, const xml_view *view)
 {
     if (!iq_is_request(view))
         return; /* results and errors: nothing asked them */
-    xml_node_id child = first_child_element(view, xml_view_root(view));
-    if (child != XML_NODE_NONE && (named(view, child, "ping", PING_NAMESPACE) ||
-                                   named(view, child, "session", SESSION_NAMESPACE))) {
+    xml_node_id child = xmpp_first_child_element(view, xml_view_root(view));
+    if (child != XML_NODE_NONE && (xmpp_named(view, child, "ping", PING_NAMESPACE) ||
+                                   xmpp_named(view, child, "session", SESSION_NAMESPACE))) {
         session->reactor->counters.pings++;
         iq_answer(session, view, "result", NULL);
         return;
@@ -845,7 +805,7 @@ static out_text stamp(sink_conn *sender, const xml_view *view, const xml_routing
 static void bounce(sink_conn *sender, const xml_view *view, const xml_routing *routing,
                    const char *condition)
 {
-    if (routing->has_type && slice_is(routing->type.raw_value, "error"))
+    if (routing->has_type && xmpp_slice_is(routing->type.raw_value, "error"))
         return;
     out_text out = out_begin(sender->reactor);
     out_string(&out, "<message type='error'");
@@ -1003,13 +963,13 @@ static void on_bound_stanza(sink_conn *session, const xml_view *view)
 {
     xml_node_id root = xml_view_root(view);
     xml_slice ns = xml_element_namespace(view, root);
-    if (!slice_is(ns, CLIENT_NAMESPACE)) {
+    if (!xmpp_slice_is(ns, CLIENT_NAMESPACE)) {
         stream_fail(session, "unsupported-stanza-type");
-    } else if (slice_is(xml_element_name(view, root), "message")) {
+    } else if (xmpp_slice_is(xml_element_name(view, root), "message")) {
         on_message(session, view);
-    } else if (slice_is(xml_element_name(view, root), "presence")) {
+    } else if (xmpp_slice_is(xml_element_name(view, root), "presence")) {
         session->reactor->counters.presences++; /* no roster: nothing to fan out */
-    } else if (slice_is(xml_element_name(view, root), "iq")) {
+    } else if (xmpp_slice_is(xml_element_name(view, root), "iq")) {
         on_iq(session, view);
     } else {
         stream_fail(session, "unsupported-stanza-type");
@@ -1021,15 +981,15 @@ static void on_stanza(sink_conn *session, const xml_view *view)
     xml_node_id root = xml_view_root(view);
     switch (session->state) {
     case SINK_AUTH:
-        if (named(view, root, "auth", SASL_NAMESPACE))
+        if (xmpp_named(view, root, "auth", SASL_NAMESPACE))
             on_auth(session, view);
         else
             stream_fail(session, "not-authorized");
         break;
     case SINK_SCRAM:
-        if (named(view, root, "response", SASL_NAMESPACE))
+        if (xmpp_named(view, root, "response", SASL_NAMESPACE))
             scram_response(session, view);
-        else if (named(view, root, "abort", SASL_NAMESPACE))
+        else if (xmpp_named(view, root, "abort", SASL_NAMESPACE))
             sasl_failure(session, "aborted");
         else
             stream_fail(session, "not-authorized");
@@ -1155,31 +1115,15 @@ static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
     {"domain", required_argument, NULL, 'd'},
     {"password", required_argument, NULL, 'w'},
-    {"reactors", required_argument, NULL, 'r'},
-    {"connections-per-reactor", required_argument, NULL, 'c'},
-    {"handshake-timeout-ms", required_argument, NULL, 't'},
-    {"idle-timeout-ms", required_argument, NULL, 'i'},
-    {"no-pin", no_argument, NULL, 'n'},
+    SERVER_CLI_RUNTIME_LONG_OPTIONS, /* --reactors to --no-pin */
     {"json", required_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-static bool parse_field(int choice, const char *value, uint64_t minimum, uint64_t maximum,
-                        unsigned *field)
-{
-    uint64_t parsed = 0;
-    if (!cli_parse_unsigned(SINK_COMMAND, cli_option_name(long_options, choice), value, minimum,
-                            maximum, &parsed))
-        return false;
-    *field = (unsigned)parsed;
-    return true;
-}
-
 static bool apply_option(int choice, const char *value, void *context)
 {
     sink_options *options = context;
-    rx_options *runtime = &options->runtime;
     switch (choice) {
     case 'a':
         options->address = value;
@@ -1195,20 +1139,9 @@ static bool apply_option(int choice, const char *value, void *context)
     case 'j':
         options->json_path = value;
         return true;
-    case 'r':
-        return parse_field(choice, value, 1, LIMIT_REACTORS_MAX, &runtime->reactors);
-    case 'c':
-        return parse_field(choice, value, 1, LIMIT_CONNECTIONS_PER_REACTOR,
-                           &runtime->connections_per_reactor);
-    case 't':
-        return parse_field(choice, value, 100, 86400000, &runtime->handshake_timeout_ms);
-    case 'i':
-        return parse_field(choice, value, 100, 86400000, &runtime->idle_timeout_ms);
-    case 'n':
-        runtime->pin_threads = false;
-        return true;
     default:
-        return false;
+        return server_cli_apply_runtime_option(SINK_COMMAND, long_options, choice, value,
+                                               &options->runtime);
     }
 }
 
@@ -1491,9 +1424,7 @@ int bench_sink_main(int argc, char **argv)
                                    .port = SINK_DEFAULT_PORT,
                                    .domain = SINK_DEFAULT_DOMAIN,
                                    .password = SINK_DEFAULT_PASSWORD};
-    rx_options_init(&sink->options.runtime);
-    sink->options.runtime.handshake_timeout_ms = SINK_DEFAULT_TIMEOUT_MS;
-    sink->options.runtime.idle_timeout_ms = SINK_DEFAULT_TIMEOUT_MS;
+    server_cli_runtime_defaults(&sink->options.runtime, SINK_DEFAULT_TIMEOUT_MS);
     int status = cli_parse_options(SINK_COMMAND, argc, argv, long_options, usage, apply_option,
                                    &sink->options);
     if (status == CLI_EXIT_OK)

@@ -576,23 +576,6 @@ static void send_sasl(xmpp_session *session, const char *element, const char *me
     session_send(session, text, (size_t)length);
 }
 
-/* Decodes the base64 text of the view's root into out; false on nonsense. */
-static bool sasl_text_decode(const xml_view *view, char *out, size_t capacity, size_t *out_bytes)
-{
-    char buffer[SESSION_TEXT_BYTES_MAX];
-    xml_slice text;
-    size_t maximum = 0;
-    if (!xml_element_text(view, xml_view_root(view), buffer, sizeof buffer, &text))
-        return false;
-    if (text.len == 0 || (text.len == 1 && text.ptr[0] == '=')) {
-        *out_bytes = 0;
-        return true;
-    }
-    return EVP_DecodedLength(&maximum, text.len) && maximum <= capacity &&
-           EVP_DecodeBase64((uint8_t *)out, out_bytes, capacity, (const uint8_t *)text.ptr,
-                            text.len);
-}
-
 static void start_plain(xmpp_session *session, const char *name, size_t name_bytes)
 {
     const char *password = session->reactor->run->options.password;
@@ -712,7 +695,7 @@ static scram_hash mechanism_hash(login_mechanism mechanism)
 static void on_challenge(xmpp_session *session, const xml_view *view)
 {
     scram_exchange *scram = session->scram;
-    if (!sasl_text_decode(view, scram->server_first, sizeof scram->server_first,
+    if (!xmpp_sasl_decode(view, scram->server_first, sizeof scram->server_first,
                           &scram->server_first_bytes)) {
         session_abort(session, FAILURE_AUTH, "bad-challenge");
         return;
@@ -747,7 +730,7 @@ static bool server_verified(xmpp_session *session, const xml_view *view)
     scram_exchange *scram = session->scram;
     char message[SESSION_SASL_BYTES_MAX];
     size_t message_bytes = 0;
-    if (!sasl_text_decode(view, message, sizeof message, &message_bytes) || message_bytes == 0) {
+    if (!xmpp_sasl_decode(view, message, sizeof message, &message_bytes) || message_bytes == 0) {
         session_abort(session, FAILURE_AUTH, "no-server-signature");
         return false;
     }
@@ -786,20 +769,8 @@ static void on_success(xmpp_session *session, const xml_view *view)
  * the name of the first child element (of <error/> for an iq). */
 static xml_slice condition_of(const xml_view *view, xml_node_id element)
 {
-    for (xml_node_id node = xml_node_first_child(view, element); node != XML_NODE_NONE;
-         node = xml_node_next_sibling(view, node)) {
-        if (xml_node_kind_of(view, node) == XML_NODE_ELEMENT)
-            return xml_element_name(view, node);
-    }
-    return (xml_slice){"none", 4};
-}
-
-bool xmpp_named(const xml_view *view, xml_node_id element, const char *name, const char *ns)
-{
-    xml_slice local = xml_element_name(view, element);
-    xml_slice space = xml_element_namespace(view, element);
-    return local.len == strlen(name) && memcmp(local.ptr, name, local.len) == 0 &&
-           space.len == strlen(ns) && memcmp(space.ptr, ns, space.len) == 0;
+    xml_node_id node = xmpp_first_child_element(view, element);
+    return node != XML_NODE_NONE ? xml_element_name(view, node) : (xml_slice){"none", 4};
 }
 
 bool xmpp_attribute_is(const xml_view *view, const char *qname, const char *value)

@@ -20,6 +20,7 @@
 #include "bench/src/bench_timeline.h"
 #include "bench/src/histogram.h"
 #include "bench/src/tls_client.h"
+#include "bench/src/xmpp_wire.h"
 #include "proto/scram.h"
 #include "proto/xml.h"
 #include "server/runtime/rx.h"
@@ -30,9 +31,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SESSION_COUNT_MAX           1000000u
-#define SESSION_REACTORS_MAX        64u
-#define SESSION_SOURCES_MAX         254u
+#define SESSION_COUNT_MAX    1000000u
+#define SESSION_REACTORS_MAX 64u
+#define SESSION_SOURCES_MAX  254u
 /* Default sessions per loopback source address (--sources): the kernel's
  * connect() port search gets slow as one source's ephemeral range fills
  * (at 20,000 of 28,232 ports 200,000 logins stalled; see bench/RESULTS.md). */
@@ -44,7 +45,6 @@
 #define SESSION_HEADER_BYTES_MAX    512u
 #define SESSION_SASL_BYTES_MAX      1024u /* one SASL message before base64 */
 #define SESSION_ELEMENT_BYTES_MAX   2048u /* one element we send */
-#define SESSION_TEXT_BYTES_MAX      2048u /* one element's text we read */
 #define SESSION_CONDITIONS_MAX      32u
 #define SESSION_CONDITION_BYTES_MAX 48u
 #define SESSION_CACHE_ENTRIES_MAX   16384u
@@ -53,9 +53,6 @@
 #define SESSION_POST_ATTEMPTS_MAX   1000u
 #define SESSION_IDLE_TIMEOUT_MS     86400000u
 #define SESSION_LATENCY_US_MAX      3600000000ull
-#define STREAM_NAMESPACE            "http://etherx.jabber.org/streams"
-#define SASL_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-sasl"
-#define BIND_NAMESPACE              "urn:ietf:params:xml:ns:xmpp-bind"
 #define TLS_NAMESPACE               "urn:ietf:params:xml:ns:xmpp-tls"
 
 typedef enum login_mechanism {
@@ -322,7 +319,6 @@ void xmpp_wait_for_logins(xmpp_run *run, uint64_t since_us);
 /* Writes user name number first+index into name (SESSION_NAME_BYTES_MAX);
  * its length, 0 when it did not fit. */
 size_t xmpp_user_name(const xmpp_run *run, uint64_t index, char *name);
-bool xmpp_named(const xml_view *view, xml_node_id element, const char *name, const char *ns);
 bool xmpp_attribute_is(const xml_view *view, const char *qname, const char *value);
 /* Merges one wave's counters (first_wave or the current) of all reactors
  * into results, measuring from since_us, with the wave's finished sessions.
