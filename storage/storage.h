@@ -15,7 +15,10 @@
  * queues it for the driver, or refuses at once (STORAGE_BUSY when the
  * bounded queue is full, STORAGE_INVALID for a bad argument, STORAGE_CLOSED
  * while closing). A submission that returns STORAGE_OK has its callback run
- * exactly once; one that returns anything else never does.
+ * exactly once; one that returns anything else never does. (The one
+ * exception: a completion for a reactor that has already exited cannot run
+ * anywhere; it is dropped and counted in storage_stats.undeliverable. Close
+ * the storage before stopping the runtime.)
  *
  * Where the callback runs (the completion target) depends on the
  * submitting thread:
@@ -114,7 +117,7 @@ typedef struct storage_stats {
     uint64_t failed;        /* executed with a status other than OK */
     uint64_t batches;       /* transactions (group commit: batches < operations) */
     uint64_t busy_refusals; /* submissions refused because the queue was full */
-    uint64_t queued;        /* accepted and not yet executed */
+    uint64_t queued;        /* waiting in the queue, not yet taken by the driver */
     uint64_t undeliverable; /* completions dropped: their reactor had exited */
 } storage_stats;
 
@@ -138,7 +141,8 @@ storage_status storage_open(storage *storage, char *error, size_t error_size)
 
 /* Stops accepting submissions, executes every request already accepted,
  * delivers their completions (to reactors, which must still run, or to
- * waiters), and frees the handle. Blocking; call it off any reactor. */
+ * waiters), and frees the handle. Blocking; call it off any reactor, once
+ * every submitter has stopped (the handle is gone when it returns). */
 void storage_close(storage *storage);
 
 /* The schema version the database is at (after storage_open) and the
