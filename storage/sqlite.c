@@ -439,9 +439,39 @@ static void batch_fail_range(storage_request **batch, unsigned from, unsigned to
     }
 }
 
+/* Runs one operation inside its savepoint. Returns false when the
+ * transaction can no longer go on: SQLite ended it (an I/O error, a full
+ * disk) or a savepoint statement failed. */
+static bool operation_in_savepoint(sqlite_driver *driver, storage_request *request)
+{
+    int code = run(driver, STATEMENT_SAVEPOINT);
+    if (code != SQLITE_DONE) {
+        fail_sqlite(driver, request, code, "savepoint");
+        return false;
+    }
+    operation_execute(driver, request);
+    if (sqlite3_get_autocommit(driver->database) != 0) {
+        if (request->result.status == STORAGE_OK) {
+            storage_request_fail(request, STORAGE_UNAVAILABLE, "the transaction ended");
+        }
+        return false;
+    }
+    if (request->result.status != STORAGE_OK) {
+        code = run(driver, STATEMENT_ROLLBACK_TO);
+    }
+    if (code == SQLITE_DONE) {
+        code = run(driver, STATEMENT_RELEASE);
+    }
+    if (code != SQLITE_DONE) {
+        fail_sqlite(driver, request, code, "savepoint release");
+        return false;
+    }
+    return true;
+}
+
 /* Runs batch[0..count) in one transaction, each operation in a savepoint.
- * If SQLite itself ends the transaction (an I/O error, a full disk), the
- * operations before lose their effects and fail; the rest start anew. */
+ * When the transaction breaks, the operations run so far in it lose their
+ * effects and fail; the rest start a new transaction. */
 static void batch_run(sqlite_driver *driver, storage_request **batch, unsigned count)
 {
     unsigned first = 0;
@@ -455,29 +485,18 @@ static void batch_run(sqlite_driver *driver, storage_request **batch, unsigned c
             return;
         }
         unsigned next = first;
-        bool aborted = false;
-        while (next < count && !aborted) {
-            storage_request *request = batch[next++];
-            code = run(driver, STATEMENT_SAVEPOINT);
-            if (code != SQLITE_DONE) {
-                fail_sqlite(driver, request, code, "savepoint");
-            } else {
-                operation_execute(driver, request);
-            }
-            aborted = sqlite3_get_autocommit(driver->database) != 0;
-            if (!aborted && request->result.status != STORAGE_OK) {
-                run(driver, STATEMENT_ROLLBACK_TO);
-            }
-            if (!aborted) {
-                run(driver, STATEMENT_RELEASE);
-            }
+        bool intact = true;
+        while (next < count && intact) {
+            intact = operation_in_savepoint(driver, batch[next++]);
         }
-        if (aborted) {
-            batch_fail_range(batch, first, next, "the transaction was rolled back by an error");
-        } else if ((code = run(driver, STATEMENT_COMMIT)) != SQLITE_DONE) {
-            char reason[LIMIT_STORAGE_REASON_BYTES];
+        char reason[LIMIT_STORAGE_REASON_BYTES] = "the transaction was rolled back by an error";
+        if (intact && (code = run(driver, STATEMENT_COMMIT)) != SQLITE_DONE) {
             snprintf(reason, sizeof reason, "commit: %s", sqlite3_errmsg(driver->database));
-            run(driver, STATEMENT_ROLLBACK);
+            intact = false;
+        }
+        if (!intact) {
+            /* Fails harmlessly when SQLite has already ended the transaction. */
+            (void)run(driver, STATEMENT_ROLLBACK);
             batch_fail_range(batch, first, next, reason);
         }
         first = next;
@@ -528,17 +547,20 @@ static storage_status sqlite_create(storage *owner, const storage_option *option
     unsigned long capacity = LIMIT_STORAGE_QUEUE_REQUESTS;
     for (size_t i = 0; i < option_count; i++) {
         const char *key = options[i].key, *value = options[i].value;
-        char *end = NULL;
-        if (strcmp(key, "path") == 0 && value[0] != '\0') {
+        bool known = false;
+        if (strcmp(key, "path") == 0) {
             path = value;
-        } else if (strcmp(key, "group_commit") == 0 &&
-                   (strcmp(value, "on") == 0 || strcmp(value, "off") == 0)) {
+            known = value[0] != '\0';
+        } else if (strcmp(key, "group_commit") == 0) {
             group_commit = strcmp(value, "on") == 0;
-        } else if (strcmp(key, "queue_requests") == 0 &&
-                   (capacity = strtoul(value, &end, 10)) >= 1 &&
-                   capacity <= LIMIT_STORAGE_QUEUE_REQUESTS && end != value && *end == '\0') {
-            continue;
-        } else {
+            known = group_commit || strcmp(value, "off") == 0;
+        } else if (strcmp(key, "queue_requests") == 0) {
+            char *end = NULL;
+            capacity = strtoul(value, &end, 10);
+            known = end != value && *end == '\0' && value[0] != '-' && capacity >= 1 &&
+                    capacity <= LIMIT_STORAGE_QUEUE_REQUESTS;
+        }
+        if (!known) {
             snprintf(error, error_size, "sqlite: bad option %s=%s", key, value);
             return STORAGE_INVALID;
         }

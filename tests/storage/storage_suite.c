@@ -454,6 +454,11 @@ static void test_invalid_arguments(void)
     CHECK(strstr(error, "no-such-driver") != NULL);
     storage_option bad = {"no_such_option", "1"};
     CHECK(storage_create(fixture->driver, &bad, 1, NULL, error, sizeof error) == NULL);
+    storage_option empty_queue = {"queue_requests", "0"};
+    storage_option options[OPTIONS_MAX];
+    size_t count = fixture->options(options, OPTIONS_MAX, &empty_queue);
+    CHECK(storage_create(fixture->driver, options, count, NULL, error, sizeof error) == NULL);
+    CHECK(strstr(error, "queue_requests") != NULL);
     storage *handle = open_storage(NULL, NULL);
     CHECK(handle != NULL);
     if (handle == NULL) {
@@ -757,9 +762,11 @@ static void test_queue_full_busy(void)
     CHECK(storage_user_count(handle, NULL, outcome_record, &outs[0]) == STORAGE_OK);
     storage_stats stats = {0};
     unsigned long long deadline = harness_now_ms() + WAIT_MS;
-    do {
-        storage_get_stats(handle, &stats);
-    } while (stats.queued != 0 && harness_now_ms() < deadline);
+    for (storage_get_stats(handle, &stats); stats.queued != 0 && harness_now_ms() < deadline;
+         storage_get_stats(handle, &stats)) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
     CHECK(stats.queued == 0);
     for (unsigned i = 1; i <= BUSY_CAPACITY; i++) {
         CHECK(storage_user_count(handle, NULL, outcome_record, &outs[i]) == STORAGE_OK);
