@@ -590,22 +590,9 @@ static storage_status sqlite_create(storage *owner, const storage_option *option
     return STORAGE_OK;
 }
 
-/* Applies every migration the database lacks in one transaction, after
- * refusing a schema newer than this binary. */
-static storage_status migrate(sqlite_driver *driver, char *error, size_t error_size)
+/* The highest applied version (0 when the table is missing or empty). */
+static unsigned schema_version_read(sqlite3 *database)
 {
-    sqlite3 *database = driver->database;
-    char *message = NULL;
-    if (sqlite3_exec(database,
-                     "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS schema_version ("
-                     "version INTEGER PRIMARY KEY, applied_at_us BIGINT NOT NULL)",
-                     NULL, NULL, &message) != SQLITE_OK) {
-        snprintf(error, error_size, "sqlite %s: cannot read the schema version: %s", driver->path,
-                 message != NULL ? message : "?");
-        sqlite3_free(message);
-        sqlite3_exec(database, "ROLLBACK", NULL, NULL, NULL);
-        return STORAGE_UNAVAILABLE;
-    }
     sqlite3_stmt *statement = NULL;
     unsigned version = 0;
     if (sqlite3_prepare_v2(database, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1,
@@ -614,24 +601,34 @@ static storage_status migrate(sqlite_driver *driver, char *error, size_t error_s
         version = (unsigned)sqlite3_column_int64(statement, 0);
     }
     sqlite3_finalize(statement);
-    if (version > storage_migration_count) {
-        snprintf(error, error_size,
-                 "sqlite %s: the database schema is version %u but this starling knows "
-                 "versions up to %u; run a newer starling (or restore a backup)",
-                 driver->path, version, (unsigned)storage_migration_count);
-        sqlite3_exec(database, "ROLLBACK", NULL, NULL, NULL);
-        return STORAGE_SCHEMA;
-    }
+    return version;
+}
+
+static storage_status schema_refuse_newer(const sqlite_driver *driver, unsigned version,
+                                          char *error, size_t error_size)
+{
+    snprintf(error, error_size,
+             "sqlite %s: the database schema is version %u but this starling knows "
+             "versions up to %u; run a newer starling (or restore a backup)",
+             driver->path, version, (unsigned)storage_migration_count);
+    return STORAGE_SCHEMA;
+}
+
+/* Applies migrations version+1.. inside the caller's transaction. */
+static storage_status migrations_apply(sqlite_driver *driver, unsigned version, char *error,
+                                       size_t error_size)
+{
     for (size_t i = version; i < storage_migration_count; i++) {
         const storage_migration *migration = &storage_migrations[i];
         char *sql = storage_schema_render(migration, STORAGE_DIALECT_SQLITE);
         char *insert =
             sqlite3_mprintf("INSERT INTO schema_version (version, applied_at_us) VALUES (%u, %lld)",
                             migration->version, (long long)now_us());
+        char *message = NULL;
         int code = SQLITE_NOMEM;
         if (sql != NULL && insert != NULL &&
-            (code = sqlite3_exec(database, sql, NULL, NULL, &message)) == SQLITE_OK) {
-            code = sqlite3_exec(database, insert, NULL, NULL, &message);
+            (code = sqlite3_exec(driver->database, sql, NULL, NULL, &message)) == SQLITE_OK) {
+            code = sqlite3_exec(driver->database, insert, NULL, NULL, &message);
         }
         free(sql);
         sqlite3_free(insert);
@@ -639,19 +636,54 @@ static storage_status migrate(sqlite_driver *driver, char *error, size_t error_s
             snprintf(error, error_size, "sqlite %s: migration %s failed: %s", driver->path,
                      migration->name, message != NULL ? message : sqlite3_errstr(code));
             sqlite3_free(message);
-            sqlite3_exec(database, "ROLLBACK", NULL, NULL, NULL);
             return STORAGE_SCHEMA;
         }
-        version = migration->version;
     }
-    if (sqlite3_exec(database, "COMMIT", NULL, NULL, &message) != SQLITE_OK) {
-        snprintf(error, error_size, "sqlite %s: cannot commit the migrations: %s", driver->path,
-                 message != NULL ? message : "?");
+    return STORAGE_OK;
+}
+
+/* Refuses a schema newer than this binary; applies every migration the
+ * database lacks in one write transaction, re-reading the version under
+ * the lock (another process may have migrated meanwhile). A database
+ * already up to date is opened without taking the write lock. */
+static storage_status migrate(sqlite_driver *driver, char *error, size_t error_size)
+{
+    sqlite3 *database = driver->database;
+    unsigned version = schema_version_read(database);
+    if (version > storage_migration_count) {
+        return schema_refuse_newer(driver, version, error, error_size);
+    }
+    if (version == storage_migration_count) {
+        driver->schema_version = version;
+        return STORAGE_OK;
+    }
+    char *message = NULL;
+    if (sqlite3_exec(database,
+                     "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS schema_version ("
+                     "version INTEGER PRIMARY KEY, applied_at_us BIGINT NOT NULL)",
+                     NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(error, error_size, "sqlite %s: cannot lock the database to migrate it: %s",
+                 driver->path, message != NULL ? message : "?");
         sqlite3_free(message);
         sqlite3_exec(database, "ROLLBACK", NULL, NULL, NULL);
         return STORAGE_UNAVAILABLE;
     }
-    driver->schema_version = version;
+    version = schema_version_read(database);
+    storage_status status = version > storage_migration_count
+                                ? schema_refuse_newer(driver, version, error, error_size)
+                                : migrations_apply(driver, version, error, error_size);
+    if (status == STORAGE_OK &&
+        sqlite3_exec(database, "COMMIT", NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(error, error_size, "sqlite %s: cannot commit the migrations: %s", driver->path,
+                 message != NULL ? message : "?");
+        sqlite3_free(message);
+        status = STORAGE_UNAVAILABLE;
+    }
+    if (status != STORAGE_OK) {
+        sqlite3_exec(database, "ROLLBACK", NULL, NULL, NULL);
+        return status;
+    }
+    driver->schema_version = (unsigned)storage_migration_count;
     return STORAGE_OK;
 }
 

@@ -720,15 +720,20 @@ static void test_shutdown_in_flight(void)
     }
     CHECK(user_create_wait(setup, DOMAIN, "alice") == STORAGE_OK);
     storage_close(setup);
+    /* With the write lock held elsewhere nothing can complete: every
+     * accepted operation is still in flight when the close starts. */
+    CHECK(fixture->writes_block());
     rx_runtime *runtime =
         reactors_start(NULL, BURST_OFFLINE_INSERTS, SHUTDOWN_OPS_PER_REACTOR, false);
     CHECK(runtime != NULL);
     if (runtime == NULL) {
+        fixture->writes_unblock();
         return;
     }
-    /* Close as soon as both bursts are queued: most are still in flight. */
     CHECK(wait_until(&reactors.bursts_done, 2));
     unsigned submitted = atomic_load(&reactors.submitted);
+    CHECK(atomic_load(&reactors.completed) == 0);
+    fixture->writes_unblock();
     storage_close(reactors.handle);
     CHECK(wait_until(&reactors.completed, submitted));
     CHECK(atomic_load(&reactors.completed) == submitted);
