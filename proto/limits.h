@@ -188,4 +188,40 @@
 #define LIMIT_SCRAM_ITERATIONS_MIN 4096u
 #define LIMIT_SCRAM_ITERATIONS_MAX 1000000u
 
+/* ------------------------------------------------------------------ storage */
+
+/* Operations queued for a storage driver and not yet executed. A reactor
+ * never waits on storage: when the queue is full, submission fails at once
+ * with STORAGE_BUSY and the caller answers with a temporary error (for
+ * XMPP: resource-constraint or a retry). 4096 is several loop iterations
+ * of every reactor at full login rate, and bounds the memory of queued
+ * requests (each holds its copied arguments, a stanza at most).
+ * config: storage.queue_requests */
+#define LIMIT_STORAGE_QUEUE_REQUESTS 4096u
+
+/* Rows one page of a listing returns (users today, archives later). A
+ * page is held in memory until its callback returns; the caller pages on
+ * with the last key it saw. Over it: the request is refused (invalid). */
+#define LIMIT_STORAGE_PAGE_ROWS_MAX 1000u
+
+/* Bytes of the reason text a failed operation carries (an SQL error
+ * message, a driver's explanation), truncated past it. */
+#define LIMIT_STORAGE_REASON_BYTES 256u
+
+/* Bytes of a localpart and of a domain handed to storage. RFC 7622 caps
+ * each part of a JID at 1023 bytes. Over it: the request is refused. */
+#define LIMIT_STORAGE_JID_PART_BYTES_MAX 1023u
+
+/* Time the SQLite driver waits for a lock another connection holds (an
+ * operator's sqlite3 shell, a backup) before the batch fails with
+ * "unavailable". Only the storage thread waits, never a reactor; 5 s rides
+ * over a backup step without turning a stuck database into a hang. */
+#define LIMIT_STORAGE_SQLITE_BUSY_TIMEOUT_MS 5000u
+
+/* Pause of the storage thread before it retries a completion a reactor's
+ * full mailbox refused. A completion is never dropped for a full mailbox
+ * (only when its reactor has exited); the reactor drains its mailbox every
+ * loop iteration, so 1 ms retries cost nothing while it catches up. */
+#define LIMIT_STORAGE_COMPLETION_RETRY_MS 1u
+
 #endif
