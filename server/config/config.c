@@ -138,8 +138,8 @@ static const key_table certificate_table = TABLE(certificate_rows);
 
 static const key_row sqlite_rows[] = {
     STRING_ROW("path", config, storage.sqlite.path, 1, 0, "starling.db",
-               "Database file; a relative path is under `data_dir`. Created at first "
-               "start."),
+               "Database file; a relative path is under `data_dir`. Created when first "
+               "opened."),
 };
 static const key_row postgresql_rows[] = {
     STRING_ROW("host", config, storage.postgresql.host, 1, 0, "localhost",
@@ -215,7 +215,8 @@ static const key_table logging_table = TABLE(logging_rows);
 static const key_row root_rows[] = {
     STRING_ROW("data_dir", config, data_dir, 1, 0, "./data",
                "Directory for state (SQLite database, generated certificates); relative to "
-               "the working directory. Created at first start; needs no root."),
+               "the working directory; needs no root. Created when something is first stored "
+               "there."),
     UINT_ROW("reactors", config, reactors, 0, LIMIT_REACTORS_MAX, "0",
              "Reactor threads, each with its own io_uring ring; 0 = one per online core."),
     UINT_ROW("shutdown_grace_ms", config, shutdown_grace_ms, 0, LIMIT_CONFIG_TIMEOUT_MS_MAX,
@@ -941,6 +942,19 @@ static int apply_element_variable(load *state, const key_row *row, char *base, c
     return result;
 }
 
+/* STARLING_ variables that belong to the build and test scripts, not to
+ * the server (tests/run exports STARLING_FUZZ_SECONDS to every test it
+ * starts, servers included); they are not configuration and not errors. */
+static const char *const reserved_variables[] = {"STARLING_FUZZ_SECONDS", NULL};
+
+static bool variable_is_reserved(const char *name)
+{
+    for (size_t i = 0; reserved_variables[i] != NULL; i++)
+        if (strcmp(reserved_variables[i], name) == 0)
+            return true;
+    return false;
+}
+
 static int apply_environment(load *state, config *cfg, char *const *environment)
 {
     static const char prefix[] = "STARLING_";
@@ -958,6 +972,8 @@ static int apply_environment(load *state, config *cfg, char *const *environment)
             return fail(state, "no such configuration key (see deploy/CONFIG.md)");
         memcpy(name, entry, name_length);
         name[name_length] = '\0';
+        if (variable_is_reserved(name))
+            continue;
         int result =
             apply_variable(state, &root_table, (char *)cfg, name + sizeof prefix - 1, equals + 1);
         if (result < 0)
@@ -1160,7 +1176,8 @@ static const char reference_head[] =
     "  `STARLING_LISTENERS_0_PORT=5322`.\n"
     "- Values are taken as they are (no YAML quoting).\n"
     "- Any other variable whose name starts with `STARLING_` is refused at start,\n"
-    "  naming the variable, so that a typo cannot go unnoticed.\n"
+    "  naming the variable, so that a typo cannot go unnoticed. The one exception\n"
+    "  is `STARLING_FUZZ_SECONDS`, which belongs to `tests/run`.\n"
     "\n"
     "## Keys\n"
     "\n"

@@ -295,6 +295,7 @@ static void test_environment(void)
 {
     char *environment[] = {
         "HOME=/root",
+        "STARLING_FUZZ_SECONDS=5",
         "STARLING_STORAGE_DRIVER=postgresql",
         "STARLING_LOGGING_LEVEL=warning",
         "STARLING_DATA_DIR=/srv/starling",
