@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -467,10 +468,18 @@ static int apply_secret_file(load *state, const key_row *row, char *base, const 
                     quoted(path_text, path_length, shown, sizeof shown));
     memcpy(path, path_text, path_length);
     path[path_length] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* A secret is a regular file (Kubernetes mounts them so); anything else,
+     * a FIFO or a terminal, could block the start forever. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return fail(state, "cannot read %s: %s", quoted(path, path_length, shown, sizeof shown),
                     strerror(errno));
+    struct stat status;
+    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+        close(fd);
+        return fail(state, "cannot read %s: not a regular file",
+                    quoted(path, path_length, shown, sizeof shown));
+    }
     char secret[CONFIG_SECRET_BYTES + 1];
     size_t length = 0;
     while (length < sizeof secret) {

@@ -266,6 +266,12 @@ static void test_password_file(void)
                    "storage:\n  postgresql:\n    password_file: /nonexistent/secret\n", NULL,
                    "t.yaml:3:20: storage.postgresql.password_file: cannot read "
                    "\"/nonexistent/secret\": No such file or directory");
+    expect_refusal("password_file a directory",
+                   "storage:\n  postgresql:\n    password_file: /tmp\n", NULL,
+                   "storage.postgresql.password_file: cannot read \"/tmp\": not a regular file");
+    expect_refusal("password_file a device",
+                   "storage:\n  postgresql:\n    password_file: /dev/zero\n", NULL,
+                   "cannot read \"/dev/zero\": not a regular file");
     expect_refusal("password_file not a path", "storage:\n  postgresql:\n    password_file: [a]\n",
                    NULL, "storage.postgresql.password_file: password_file wants a file path");
 
