@@ -366,6 +366,61 @@ static void test_environment(void)
     CHECK(strcmp(loaded.data_dir, "/a=b") == 0);
 }
 
+/* Every key has its own environment variable: no two key paths may map to
+ * one STARLING_ name (data_dir and a section "data" with a key "dir" would),
+ * and each documented scalar variable is accepted with its default. */
+static void test_environment_names(void)
+{
+    check_label = "environment names";
+    char *reference = NULL;
+    size_t length = 0;
+    FILE *memory = open_memstream(&reference, &length);
+    CHECK(memory != NULL && config_write_reference(memory) == 0);
+    fclose(memory);
+    char names[128][80];
+    unsigned count = 0;
+    for (const char *line = strstr(reference, "\n| `"); line != NULL;
+         line = strstr(line + 1, "\n| `")) {
+        const char *name = strstr(line, "| `STARLING_");
+        const char *next = strchr(line + 1, '\n');
+        if (name == NULL || (next != NULL && name > next))
+            continue;
+        name += 3;
+        size_t name_length = strcspn(name, "`");
+        CHECK(name_length < sizeof names[0] && count < 128);
+        memcpy(names[count], name, name_length);
+        names[count][name_length] = '\0';
+        for (unsigned i = 0; i < count; i++)
+            CHECK(strcmp(names[i], names[count]) != 0);
+        count++;
+    }
+    CHECK(count >= 25); /* 29 when this was written */
+    free(reference);
+
+    config defaults;
+    config_defaults(&defaults);
+    char assignment[160];
+    char *environment[] = {assignment, NULL};
+    static const char *const settable[] = {
+        "STARLING_REACTORS=0",
+        "STARLING_DATA_DIR=./data",
+        "STARLING_LISTENERS_0_TLS=starttls",
+        "STARLING_STORAGE_SQLITE_PATH=starling.db",
+        "STARLING_CLUSTER_DRIVER=local",
+        "STARLING_LIMITS_CONNECTIONS_PER_REACTOR=65536",
+        "STARLING_SHUTDOWN_GRACE_MS=10000",
+        "STARLING_TIMEOUTS_WRITE_MS=30000",
+        "STARLING_LOGGING_DESTINATION=stderr",
+        "STARLING_STORAGE_POSTGRESQL_SSLMODE=prefer",
+        "STARLING_STORAGE_POSTGRESQL_CONNECTIONS_PER_REACTOR=2",
+    };
+    for (size_t i = 0; i < sizeof settable / sizeof settable[0]; i++) {
+        snprintf(assignment, sizeof assignment, "%s", settable[i]);
+        expect_ok(settable[i], "", environment);
+        CHECK(memcmp(&loaded, &defaults, sizeof defaults) == 0);
+    }
+}
+
 static void test_example(const char *path)
 {
     check_label = "example file";
@@ -382,6 +437,7 @@ int main(int argc, char **argv)
     test_refusals();
     test_password_file();
     test_environment();
+    test_environment_names();
     if (argc > 1)
         test_example(argv[1]);
     return check_finish();
