@@ -412,7 +412,9 @@ static int store_uint(load *state, const key_row *row, unsigned *field, const ch
                       size_t length)
 {
     unsigned long value = 0;
-    if (length == 0 || length > 10)
+    /* A leading zero is refused: YAML 1.1 reads 010 as octal 8, and no
+     * reader of the file should have to know which YAML is meant. */
+    if (length == 0 || length > 10 || (length > 1 && text[0] == '0'))
         return fail_wants(state, row, text, length);
     for (size_t i = 0; i < length; i++) {
         if (text[i] < '0' || text[i] > '9')
@@ -1161,7 +1163,8 @@ static const char reference_head[] =
     "  stop the load with one message naming the file, line, column and key\n"
     "  path, e.g. `starling.yaml:12:11: storage.postgresql.port: wants an\n"
     "  integer 1..65535, not \"abc\"`. Nothing of a failed load is used.\n"
-    "- Integers are plain YAML scalars (`5222`, not `\"5222\"`).\n"
+    "- Integers are plain decimal YAML scalars without a leading zero (`5222`,\n"
+    "  not `\"5222\"` or `05222`).\n"
     "- A list in the file replaces the default list; it is not merged.\n"
     "- A secret key (marked *secret*) may instead be given as `KEY_file: PATH`:\n"
     "  the file's content, trailing newlines trimmed, at most\n"

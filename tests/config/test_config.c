@@ -173,6 +173,9 @@ static void test_refusals(void)
                    "t.yaml:1:11: reactors: wants an integer 0..256, not \"257\"");
     expect_refusal("port zero", "listeners: [{port: 0}]\n", NULL,
                    "listeners[0].port: wants an integer 1..65535, not \"0\"");
+    expect_refusal("leading zero", "reactors: 010\n", NULL,
+                   "reactors: wants an integer 0..256, not \"010\"");
+    expect_refusal("hexadecimal", "reactors: 0x10\n", NULL, "not \"0x10\"");
     expect_refusal("huge number", "reactors: 99999999999\n", NULL, "not \"99999999999\"");
     expect_refusal("timeout too short", "timeouts: {idle_ms: 99}\n", NULL,
                    "timeouts.idle_ms: wants an integer 100..86400000");
