@@ -257,6 +257,10 @@ typedef struct load {
     char path[256];   /* dotted key path, e.g. storage.postgresql.port */
     size_t path_length;
     config_error *error;
+    /* Secret rows the environment has set (as KEY or KEY_FILE), to refuse
+     * both; the schema has few secrets. */
+    const key_row *environment_secrets[8];
+    unsigned environment_secret_count;
 } load;
 
 static void set_place_mark(load *state, yaml_mark_t mark)
@@ -888,6 +892,18 @@ static size_t match_upper(const char *rest, const char *name)
 static int apply_element_variable(load *state, const key_row *row, char *base, const char *rest,
                                   const char *value);
 
+/* Records that the environment set the secret row; true when it already
+ * had (a secret and its _FILE are one key, set once). */
+static bool environment_secret_seen(load *state, const key_row *row)
+{
+    for (unsigned i = 0; i < state->environment_secret_count; i++)
+        if (state->environment_secrets[i] == row)
+            return true;
+    assert(state->environment_secret_count < 8);
+    state->environment_secrets[state->environment_secret_count++] = row;
+    return false;
+}
+
 static int apply_variable(load *state, const key_table *table, char *base, const char *rest,
                           const char *value)
 {
@@ -897,18 +913,21 @@ static int apply_variable(load *state, const key_table *table, char *base, const
         if (matched == 0)
             continue;
         const char *after = rest + matched;
-        size_t saved = path_push(state, row->name, 0);
+        bool secret_value = row->kind == KEY_SECRET && *after == '\0';
+        bool secret_file = row->kind == KEY_SECRET && strcmp(after, "_FILE") == 0;
+        char file_key[64];
+        snprintf(file_key, sizeof file_key, "%s_file", row->name);
+        size_t saved = path_push(state, secret_file ? file_key : row->name, 0);
         int result = 0;
-        if (*after == '\0') {
+        if ((secret_value || secret_file) && environment_secret_seen(state, row)) {
+            result = fail(state, "set twice in the environment; a secret and its _FILE count "
+                                 "as one");
+        } else if (*after == '\0') {
             if (row->kind == KEY_STRING_LIST)
                 result = apply_string_list_text(state, row, base, value) == 0 ? 1 : -1;
             else if (row->kind != KEY_SECTION && row->kind != KEY_TABLE_LIST)
                 result = apply_text(state, row, base, value, strlen(value)) == 0 ? 1 : -1;
-        } else if (row->kind == KEY_SECRET && strcmp(after, "_FILE") == 0) {
-            path_pop(state, saved);
-            saved = path_push(state, row->name, 0);
-            strncat(state->path, "_file", sizeof state->path - strlen(state->path) - 1);
-            state->path_length = strlen(state->path);
+        } else if (secret_file) {
             result = apply_secret_file(state, row, base, value, strlen(value)) == 0 ? 1 : -1;
         } else if (row->kind == KEY_SECTION) {
             result = apply_variable(state, row->children, base, after + 1, value);
@@ -1154,7 +1173,9 @@ static const char reference_head[] =
     "4. the command-line options (`starling --help`).\n"
     "\n"
     "`starling --check-config FILE` loads the file and the environment, prints\n"
-    "`FILE: ok` or the error, and exits 0 or 1 without starting.\n"
+    "`FILE: ok` or the error, and exits 0 or 1 without starting. A bad\n"
+    "configuration stops `starling` at start with the same message and exit\n"
+    "status 2.\n"
     "\n"
     "## Rules\n"
     "\n"
@@ -1169,7 +1190,11 @@ static const char reference_head[] =
     "- A secret key (marked *secret*) may instead be given as `KEY_file: PATH`:\n"
     "  the file's content, trailing newlines trimmed, at most\n"
     "  `LIMIT_CONFIG_SECRET_BYTES_MAX` bytes, read at load (the way Kubernetes\n"
-    "  mounts secrets). Setting both `KEY` and `KEY_file` in one file is an error.\n"
+    "  mounts secrets). Setting both `KEY` and `KEY_file` in the file, or both\n"
+    "  `STARLING_..._KEY` and `STARLING_..._KEY_FILE`, is an error; the\n"
+    "  environment's one overrides the file's either way.\n"
+    "- Relative paths are relative to the working directory, except where a key\n"
+    "  says they are under `data_dir`.\n"
     "- The file is at most `LIMIT_CONFIG_FILE_BYTES_MAX` bytes and holds one\n"
     "  YAML document.\n"
     "\n"

@@ -294,6 +294,13 @@ static void test_password_file(void)
               environment);
     CHECK(strcmp(loaded.storage.postgresql.password, "from-env") == 0);
     unlink(path);
+    path = temporary_file("pw\n", 3);
+    snprintf(variable, sizeof variable, "STARLING_STORAGE_POSTGRESQL_PASSWORD_FILE=%s", path);
+    char *both[] = {"STARLING_STORAGE_POSTGRESQL_PASSWORD=a", variable, NULL};
+    expect_refusal("secret and file in the environment", "", both,
+                   "environment STARLING_STORAGE_POSTGRESQL_PASSWORD_FILE: "
+                   "storage.postgresql.password_file: set twice in the environment");
+    unlink(path);
     char *missing[] = {"STARLING_STORAGE_POSTGRESQL_PASSWORD_FILE=/nonexistent/p", NULL};
     expect_refusal("unreadable password_file from environment", "", missing,
                    "environment STARLING_STORAGE_POSTGRESQL_PASSWORD_FILE: "
