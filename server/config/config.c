@@ -1125,6 +1125,13 @@ int config_load(config *out, const char *path, char *const *environment, config_
     return result;
 }
 
+int config_data_path(const config *settings, const char *path, char *out, size_t size)
+{
+    int written = path[0] == '/' ? snprintf(out, size, "%s", path)
+                                 : snprintf(out, size, "%s/%s", settings->data_dir, path);
+    return written >= 0 && (size_t)written < size ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------- reference */
 
 static const key_row *find_path(const key_table *table, const char *path)

@@ -146,6 +146,12 @@ int config_load(config *out, const char *path, char *const *environment, config_
 int config_load_buffer(config *out, const char *name, const char *bytes, size_t length,
                        char *const *environment, config_error *error);
 
+/* Resolves a path that a key documents as "under data_dir"
+ * (storage.sqlite.path, certificates[].cert_file, ...): path itself when it
+ * is absolute, else data_dir/path. settings and path are borrowed; out gets
+ * the result. Returns 0, or -1 when it does not fit in size bytes. */
+int config_data_path(const config *settings, const char *path, char *out, size_t size);
+
 /* The YAML name of an enumerated value of the field at key_path (for
  * example "storage.driver"), or "?" when the path or value is unknown. */
 const char *config_enum_name(const char *key_path, unsigned value);

@@ -431,6 +431,20 @@ static void test_environment_names(void)
     }
 }
 
+static void test_data_path(void)
+{
+    check_label = "data path";
+    config settings;
+    config_defaults(&settings);
+    char out[64];
+    CHECK(config_data_path(&settings, settings.storage.sqlite.path, out, sizeof out) == 0);
+    CHECK(strcmp(out, "./data/starling.db") == 0);
+    CHECK(config_data_path(&settings, "/var/lib/x.db", out, sizeof out) == 0);
+    CHECK(strcmp(out, "/var/lib/x.db") == 0);
+    CHECK(config_data_path(&settings, "starling.db", out, 18) == -1);
+    CHECK(config_data_path(&settings, "starling.db", out, 19) == 0);
+}
+
 static void test_example(const char *path)
 {
     check_label = "example file";
@@ -448,6 +462,7 @@ int main(int argc, char **argv)
     test_password_file();
     test_environment();
     test_environment_names();
+    test_data_path();
     if (argc > 1)
         test_example(argv[1]);
     return check_finish();
