@@ -150,7 +150,8 @@ static void test_values(void)
     CHECK(loaded.listener_count == 0);
 }
 
-static void test_refusals(void)
+/* Refusals of one value: unknown key, wrong type, out of range, bad enum. */
+static void test_value_refusals(void)
 {
     expect_refusal("unknown top key", "reactors: 2\nreactorz: 3\n", NULL,
                    "t.yaml:2:1: reactorz: unknown key (see deploy/CONFIG.md)");
@@ -183,6 +184,11 @@ static void test_refusals(void)
                    "t.yaml:2:11: storage.driver: wants one of sqlite, postgresql, not \"mysql\"");
     expect_refusal("bad log level", "logging: {level: loud}\n", NULL,
                    "logging.level: wants one of debug, info, warning, error, not \"loud\"");
+}
+
+/* Refusals of the document's shape: duplicates, bad YAML, lists, files. */
+static void test_structure_refusals(void)
+{
     expect_refusal("duplicate key", "reactors: 1\nstorage: {}\nreactors: 2\n", NULL,
                    "t.yaml:3:1: reactors: set twice (first at line 1)");
     expect_refusal("duplicate nested", "storage:\n  driver: sqlite\n  driver: sqlite\n", NULL,
@@ -458,7 +464,8 @@ int main(int argc, char **argv)
 {
     test_defaults();
     test_values();
-    test_refusals();
+    test_value_refusals();
+    test_structure_refusals();
     test_password_file();
     test_environment();
     test_environment_names();
