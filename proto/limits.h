@@ -162,6 +162,41 @@
  * iteration still opens tens of thousands of connections a second. */
 #define LIMIT_CONNECT_SOCKETS_PER_REACTOR 256u
 
+/* ------------------------------------------------------------ configuration */
+
+/* Bytes of the YAML configuration file. A complete configuration with every
+ * key is a few kilobytes; the bound keeps a wrong path (a log, a disk image)
+ * from being read into memory whole. Over it: the load fails. */
+#define LIMIT_CONFIG_FILE_BYTES_MAX (1024u * 1024u)
+
+/* Bytes of one string value in the configuration (a path, a domain, a host
+ * name). A domainpart may be 1023 bytes (RFC 7622 section 3.2); paths and
+ * host names longer than that are mistakes. Over it: the load fails. */
+#define LIMIT_CONFIG_STRING_BYTES_MAX 1023u
+
+/* Bytes of a secret (a password), inline or read from a password_file.
+ * Kubernetes secrets and generated passwords are well under this; the
+ * bound keeps a wrong password_file (a large file) from being read whole.
+ * Over it: the load fails. */
+#define LIMIT_CONFIG_SECRET_BYTES_MAX 4096u
+
+/* Domains one server serves, and certificate entries (one per domain).
+ * Each domain is a fixed-size slot in the configuration; hosting hundreds
+ * of domains is a different product. config: domains */
+#define LIMIT_CONFIG_DOMAINS_MAX 32u
+
+/* Bounds of every operator-set timeout (handshake, idle, write), in ms.
+ * Below one timer slot (LIMIT_TIMER_SLOT_MS) a timeout cannot be honoured;
+ * over a day it is a typo. config: timeouts.* */
+#define LIMIT_CONFIG_TIMEOUT_MS_MIN 100u
+#define LIMIT_CONFIG_TIMEOUT_MS_MAX 86400000u
+
+/* Database connections one reactor opens (PostgreSQL). PostgreSQL's default
+ * max_connections is 100; reactors x this must fit under it across every
+ * node, so a larger value is a typo. config:
+ * storage.postgresql.connections_per_reactor */
+#define LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX 16u
+
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A

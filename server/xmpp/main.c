@@ -1,27 +1,49 @@
 /*
- * main.c: the starling binary. Parses the command line, builds the runtime
- * with one reactor per core (or --reactors N), adds the client listener and
- * runs until SIGTERM/SIGINT, whose graceful shutdown lets every stream say
- * goodbye with a system-shutdown stream error.
+ * main.c: the starling binary. Reads the configuration (built-in defaults,
+ * then --config FILE, then STARLING_* environment variables, then the
+ * command-line options, each overriding the one before), builds the runtime
+ * with one reactor per core (or what was configured), adds the client
+ * listener and runs until SIGTERM/SIGINT, whose graceful shutdown lets every
+ * stream say goodbye with a system-shutdown stream error.
  *
  * With no arguments it runs on built-in defaults: domain localhost, client
- * port 5222 on 127.0.0.1. The YAML configuration (issue 4) will carry the
- * same keys; the command line stays as an override.
+ * port 5222 on 127.0.0.1. `--check-config FILE` validates a file (and the
+ * environment) and exits without starting. Keys for what is not built yet
+ * (storage, certificates, direct TLS, federation) are validated and
+ * documented in deploy/CONFIG.md, and used from their issues on.
  */
 #include "proto/limits.h"
+#include "server/config/config.h"
 #include "server/runtime/rx.h"
 #include "server/xmpp/c2s.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-#define STARLING_DEFAULT_ADDRESS "127.0.0.1"
-#define STARLING_DEFAULT_PORT    5222u
-#define STARLING_DEFAULT_DOMAIN  "localhost"
+/* An option the command line did not give. No option's range reaches it. */
+#define OPTION_UNSET UINT32_MAX
 
+/* What the command line said; everything here overrides the configuration. */
+typedef struct command_line {
+    const char *config_path; /* --config, NULL: built-in defaults */
+    const char *check_path;  /* --check-config */
+    const char *address;
+    const char *domain;
+    unsigned port;
+    unsigned reactors;
+    unsigned grace_ms;
+    unsigned connections_per_reactor;
+    unsigned handshake_timeout_ms;
+    unsigned idle_timeout_ms;
+} command_line;
+
+/* What the server runs with once every layer is applied. */
 typedef struct starling_options {
     rx_options runtime;
     const char *address;
@@ -31,8 +53,14 @@ typedef struct starling_options {
 
 static void usage(FILE *out)
 {
+    config defaults;
+    config_defaults(&defaults);
     fprintf(out,
             "usage: starling [options]\n"
+            "  --config FILE                YAML configuration (default: none, built-in defaults;\n"
+            "                               every key: deploy/CONFIG.md)\n"
+            "  --check-config FILE          validate FILE and the STARLING_* environment, print\n"
+            "                               'FILE: ok' or the error, exit 0 or 1 without starting\n"
             "  --reactors N                 reactor threads (default: one per core)\n"
             "  --address ADDR               client listener address (default %s)\n"
             "  --port PORT                  client listener port (default %u)\n"
@@ -41,10 +69,11 @@ static void usage(FILE *out)
             "  --connections-per-reactor N  connection bound per reactor (default %u)\n"
             "  --handshake-timeout-ms MS    time to finish the handshake (default %u)\n"
             "  --idle-timeout-ms MS         silence before a stream is closed (default %u)\n"
-            "  --help                       this text\n",
-            STARLING_DEFAULT_ADDRESS, STARLING_DEFAULT_PORT, STARLING_DEFAULT_DOMAIN,
-            LIMIT_SHUTDOWN_GRACE_MS, LIMIT_CONNECTIONS_PER_REACTOR, LIMIT_HANDSHAKE_TIMEOUT_MS,
-            LIMIT_IDLE_TIMEOUT_MS);
+            "  --help                       this text\n"
+            "Precedence: built-in defaults < --config FILE < STARLING_* environment < options.\n",
+            defaults.listeners[0].address, defaults.listeners[0].port, defaults.domains[0],
+            defaults.shutdown_grace_ms, defaults.limits.connections_per_reactor,
+            defaults.timeouts.handshake_ms, defaults.timeouts.idle_ms);
 }
 
 /* Parses a decimal unsigned in [minimum, maximum]; exits with a one-line
@@ -64,9 +93,11 @@ static unsigned parse_unsigned(const char *option, const char *text, unsigned mi
     return (unsigned)value;
 }
 
-static void parse_options(int argc, char **argv, starling_options *options)
+static void parse_options(int argc, char **argv, command_line *line)
 {
     static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'f'},
+        {"check-config", required_argument, NULL, 'k'},
         {"reactors", required_argument, NULL, 'r'},
         {"address", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
@@ -85,30 +116,38 @@ static void parse_options(int argc, char **argv, starling_options *options)
             if (long_options[i].val == choice)
                 name = long_options[i].name;
         switch (choice) {
+        case 'f':
+            line->config_path = optarg;
+            break;
+        case 'k':
+            line->check_path = optarg;
+            break;
         case 'r':
-            options->runtime.reactors = parse_unsigned(name, optarg, 1, LIMIT_REACTORS_MAX);
+            line->reactors = parse_unsigned(name, optarg, 1, LIMIT_REACTORS_MAX);
             break;
         case 'a':
-            options->address = optarg;
+            line->address = optarg;
             break;
         case 'p':
-            options->port = parse_unsigned(name, optarg, 1, 65535);
+            line->port = parse_unsigned(name, optarg, 1, 65535);
             break;
         case 'd':
-            options->domain = optarg;
+            line->domain = optarg;
             break;
         case 'g':
-            options->runtime.shutdown_grace_ms = parse_unsigned(name, optarg, 0, 3600000);
+            line->grace_ms = parse_unsigned(name, optarg, 0, LIMIT_CONFIG_TIMEOUT_MS_MAX);
             break;
         case 'c':
-            options->runtime.connections_per_reactor =
+            line->connections_per_reactor =
                 parse_unsigned(name, optarg, 1, LIMIT_CONNECTIONS_PER_REACTOR);
             break;
         case 't':
-            options->runtime.handshake_timeout_ms = parse_unsigned(name, optarg, 100, 3600000);
+            line->handshake_timeout_ms = parse_unsigned(name, optarg, LIMIT_CONFIG_TIMEOUT_MS_MIN,
+                                                        LIMIT_CONFIG_TIMEOUT_MS_MAX);
             break;
         case 'i':
-            options->runtime.idle_timeout_ms = parse_unsigned(name, optarg, 100, 86400000);
+            line->idle_timeout_ms = parse_unsigned(name, optarg, LIMIT_CONFIG_TIMEOUT_MS_MIN,
+                                                   LIMIT_CONFIG_TIMEOUT_MS_MAX);
             break;
         case 'h':
             usage(stdout);
@@ -124,15 +163,181 @@ static void parse_options(int argc, char **argv, starling_options *options)
     }
 }
 
+/* --------------------------------------------------------------- logging */
+
+/* Where log lines go when the configuration asks for JSON or a file; the
+ * default (human lines on stderr) is the runtime's own sink. */
+typedef struct log_sink {
+    FILE *file;
+    bool json;
+} log_sink;
+
+static const char *const log_level_names[] = {"debug", "info", "warning", "error"};
+
+/* Called by the runtime's logger thread and by the control thread: one
+ * fputs per line, which stdio's lock keeps whole. */
+static void log_to_sink(void *context, rx_log_level level, const char *message)
+{
+    const log_sink *sink = context;
+    char line[2048];
+    if (!sink->json) {
+        snprintf(line, sizeof line, "starling rx %s: %s\n", log_level_names[level], message);
+        fputs(line, sink->file);
+        return;
+    }
+    struct timespec now;
+    struct tm utc;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &utc);
+    size_t used =
+        (size_t)snprintf(line, sizeof line,
+                         "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
+                         "\"message\":\"",
+                         utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                         utc.tm_sec, now.tv_nsec / 1000000L, log_level_names[level]);
+    /* A log line is at most 511 bytes; escaped it needs at most 6 per byte,
+     * so stop early rather than cut an escape. */
+    for (const char *byte = message; *byte != '\0' && used + 8 < sizeof line - 4; byte++) {
+        unsigned char c = (unsigned char)*byte;
+        if (c == '"' || c == '\\')
+            used += (size_t)snprintf(line + used, sizeof line - used, "\\%c", c);
+        else if (c < 0x20)
+            used += (size_t)snprintf(line + used, sizeof line - used, "\\u%04x", c);
+        else
+            line[used++] = (char)c;
+    }
+    snprintf(line + used, sizeof line - used, "\"}\n");
+    fputs(line, sink->file);
+}
+
+/* Applies logging.*: the level, and a sink for JSON or a file. Returns 0,
+ * or -1 (reported) when the file cannot be opened. */
+static int open_log(const config *settings, log_sink *sink)
+{
+    rx_log_set_level((rx_log_level)settings->logging.level);
+    bool to_stderr = strcmp(settings->logging.destination, "stderr") == 0;
+    if (to_stderr && settings->logging.format == CONFIG_LOG_HUMAN)
+        return 0;
+    sink->json = settings->logging.format == CONFIG_LOG_JSON;
+    sink->file = to_stderr ? stderr : fopen(settings->logging.destination, "ae");
+    if (sink->file == NULL) {
+        fprintf(stderr, "starling: logging.destination: cannot open '%s': %s\n",
+                settings->logging.destination, strerror(errno));
+        return -1;
+    }
+    setvbuf(sink->file, NULL, _IOLBF, 0);
+    rx_log_set_hook(log_to_sink, sink);
+    return 0;
+}
+
+/* ------------------------------------------------------- configuration */
+
+/* The listener this build serves: the first c2s one that needs no TLS
+ * before the stream starts (starttls, served in plaintext until TLS
+ * arrives with issue 5, or plaintext). Returns its index, or -1. */
+static int served_listener(const config *settings)
+{
+    for (unsigned i = 0; i < settings->listener_count; i++) {
+        const config_listener *listener = &settings->listeners[i];
+        if (listener->type == CONFIG_LISTENER_C2S && listener->tls != CONFIG_TLS_DIRECT)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Layers the command line over the configuration into options. Returns 0,
+ * or -1 (reported) when nothing is left to listen on. */
+static int apply_settings(const config *settings, const command_line *line,
+                          starling_options *options)
+{
+    rx_options_init(&options->runtime);
+    rx_options *runtime = &options->runtime;
+    runtime->reactors = settings->reactors;
+    runtime->shutdown_grace_ms = settings->shutdown_grace_ms;
+    runtime->connections_per_reactor = settings->limits.connections_per_reactor;
+    runtime->handshake_timeout_ms = settings->timeouts.handshake_ms;
+    runtime->idle_timeout_ms = settings->timeouts.idle_ms;
+    runtime->write_timeout_ms = settings->timeouts.write_ms;
+    if (line->reactors != OPTION_UNSET)
+        runtime->reactors = line->reactors;
+    if (line->grace_ms != OPTION_UNSET)
+        runtime->shutdown_grace_ms = line->grace_ms;
+    if (line->connections_per_reactor != OPTION_UNSET)
+        runtime->connections_per_reactor = line->connections_per_reactor;
+    if (line->handshake_timeout_ms != OPTION_UNSET)
+        runtime->handshake_timeout_ms = line->handshake_timeout_ms;
+    if (line->idle_timeout_ms != OPTION_UNSET)
+        runtime->idle_timeout_ms = line->idle_timeout_ms;
+
+    options->domain = line->domain != NULL ? line->domain : settings->domains[0];
+    int served = served_listener(settings);
+    if (served < 0 && line->port == OPTION_UNSET) {
+        fprintf(stderr, "starling: no listener to serve: this build serves the first c2s "
+                        "listener with tls starttls or plaintext (direct TLS arrives with "
+                        "issue 5)\n");
+        return -1;
+    }
+    options->address = served >= 0 ? settings->listeners[served].address : "127.0.0.1";
+    options->port = served >= 0 ? settings->listeners[served].port : 0;
+    if (line->address != NULL)
+        options->address = line->address;
+    if (line->port != OPTION_UNSET)
+        options->port = line->port;
+    for (unsigned i = 0; i < settings->listener_count; i++) {
+        const config_listener *listener = &settings->listeners[i];
+        if ((int)i != served)
+            rx_log(RX_LOG_INFO, "listener %s port %u (%s, tls %s) is not opened by this build",
+                   listener->address, listener->port,
+                   config_enum_name("listeners.type", listener->type),
+                   config_enum_name("listeners.tls", listener->tls));
+    }
+    if (line->domain == NULL && settings->domain_count > 1)
+        rx_log(RX_LOG_INFO, "serving %s only: several domains arrive with issue 5",
+               options->domain);
+    return 0;
+}
+
+/* --check-config: the file and the environment, as a start would load them. */
+static int check_config(const char *path)
+{
+    static config settings;
+    config_error error;
+    if (config_load(&settings, path, environ, &error) != 0) {
+        fprintf(stderr, "%s\n", error.message);
+        return 1;
+    }
+    printf("%s: ok\n", path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    starling_options options = {
-        .address = STARLING_DEFAULT_ADDRESS,
-        .port = STARLING_DEFAULT_PORT,
-        .domain = STARLING_DEFAULT_DOMAIN,
+    command_line line = {
+        .port = OPTION_UNSET,
+        .reactors = OPTION_UNSET,
+        .grace_ms = OPTION_UNSET,
+        .connections_per_reactor = OPTION_UNSET,
+        .handshake_timeout_ms = OPTION_UNSET,
+        .idle_timeout_ms = OPTION_UNSET,
     };
-    rx_options_init(&options.runtime);
-    parse_options(argc, argv, &options);
+    parse_options(argc, argv, &line);
+    if (line.check_path != NULL)
+        return check_config(line.check_path);
+
+    /* Static: the configuration holds fixed-size slots for every domain and
+     * certificate, too large for the stack. */
+    static config settings;
+    config_error error;
+    if (config_load(&settings, line.config_path, environ, &error) != 0) {
+        fprintf(stderr, "starling: %s\n", error.message);
+        return 2;
+    }
+    static log_sink sink;
+    if (open_log(&settings, &sink) != 0)
+        return 2;
+    starling_options options;
+    if (apply_settings(&settings, &line, &options) != 0)
+        return 2;
 
     c2s_context context;
     if (c2s_context_init(&context, options.domain) != 0) {
