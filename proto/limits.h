@@ -259,4 +259,23 @@
  * loop iteration, so 1 ms retries cost nothing while it catches up. */
 #define LIMIT_STORAGE_COMPLETION_RETRY_MS 1u
 
+/* Time the PostgreSQL driver waits for one pipeline's answers (or for the
+ * socket to take its requests) before it drops the connection and fails
+ * the batch with "unavailable". A stuck server (stopped, partitioned)
+ * thus costs one bounded wait, not a hang; 30 s rides over a lock held by
+ * an operator's transaction or a checkpoint stall. */
+#define LIMIT_STORAGE_POSTGRESQL_BATCH_MS 30000u
+
+/* Time one PostgreSQL connection attempt (TCP, TLS, authentication) may
+ * take before it counts as failed and the back-off grows. */
+#define LIMIT_STORAGE_POSTGRESQL_CONNECT_MS 5000u
+
+/* Back-off between PostgreSQL reconnection attempts: the first retry
+ * comes at once, a failed attempt doubles the wait from MIN up to MAX.
+ * While a retry is not due, operations fail at once with "unavailable"
+ * (they are never held while the database is down); 5 s keeps a restarted
+ * database found within seconds without hammering a dead one. */
+#define LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS 50u
+#define LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS 5000u
+
 #endif

@@ -79,6 +79,7 @@ typedef struct storage_driver {
 } storage_driver;
 
 extern const storage_driver storage_driver_sqlite;
+extern const storage_driver storage_driver_postgresql;
 
 /* Sets the request's status and reason (printf-style, truncated). */
 void storage_request_fail(storage_request *request, storage_status status, const char *format, ...)

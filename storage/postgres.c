@@ -1,0 +1,1060 @@
+/*
+ * postgres.c: the PostgreSQL driver (libpq, pipeline mode).
+ *
+ * One non-blocking connection in pipeline mode, driven by one storage
+ * thread. Reactors (and waiter threads) put requests in a bounded queue
+ * under a mutex held for a few pointer moves, exactly as for SQLite; the
+ * thread takes everything queued at once and sends it as one pipeline:
+ *
+ *   BEGIN, op 1, op 2, ..., op n, COMMIT, Sync      (one round trip)
+ *
+ * Every operation is one prepared statement written so that its expected
+ * outcomes (a duplicate user, a missing user) are rows, not errors: user
+ * creation is INSERT ... ON CONFLICT DO NOTHING and reports the rows it
+ * made, and so on. One unexpected error (invalid UTF-8 in a stanza, a
+ * constraint a future migration adds) aborts the pipeline's transaction;
+ * the batch is then sent again with each operation its own implicit
+ * transaction (op 1, Sync, op 2, Sync, ...: still one round trip), so the
+ * failing operation fails alone and the others commit. With group_commit
+ * off every operation is its own round trip and transaction (kept for the
+ * benchmark's comparison).
+ *
+ * The thread waits on the socket with poll(2), flushing with PQflush while
+ * libpq has output pending and reading with PQconsumeInput / PQisBusy /
+ * PQgetResult; every wait is bounded by LIMIT_STORAGE_POSTGRESQL_BATCH_MS.
+ *
+ * Connection loss: the operations of the batch in flight complete with
+ * STORAGE_UNAVAILABLE ("database unavailable: ..."); an operation whose
+ * COMMIT (or Sync, alone) was not acknowledged is reported unavailable
+ * even though the server may have applied it, as with any client of a
+ * server database. The thread reconnects (PQconnectStartParams /
+ * PQconnectPoll, non-blocking, bounded) when the next batch arrives; a
+ * failed attempt doubles the back-off from LIMIT_STORAGE_POSTGRESQL_
+ * RECONNECT_MIN_MS up to ..._MAX_MS, and batches that arrive before the
+ * next attempt is due fail at once with "database unavailable" (accepted
+ * submissions are never held while the database is down). Statements are
+ * prepared again on each new connection, in the first pipeline it sends.
+ *
+ * Migrations run at storage_open on the same connection while it is still
+ * blocking, inside one transaction holding a transaction-level advisory
+ * lock, so two starlings opening one database migrate it once.
+ */
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "storage/internal.h"
+
+/* The advisory lock key migrations hold ("starling" in ASCII, truncated). */
+#define MIGRATION_LOCK_KEY 0x737461726c696e67LL
+
+/* Parameters of the widest statement: domain, localpart, a time, and five
+ * per credential. */
+#define PARAMETERS_MAX (3 + 5 * STORAGE_CREDENTIALS_MAX)
+
+/* Connection options a deployment may set, passed to libpq as they are. */
+static const char *const connection_keys[] = {"host", "port", "dbname", "user", "password",
+                                              "sslmode"};
+#define CONNECTION_KEYS (sizeof connection_keys / sizeof connection_keys[0])
+
+typedef enum statement_id {
+    STATEMENT_USER_CREATE = 0,
+    STATEMENT_CREDENTIAL_FETCH,
+    STATEMENT_CREDENTIALS_SET,
+    STATEMENT_USER_DELETE,
+    STATEMENT_USER_LIST,
+    STATEMENT_USER_COUNT_DOMAIN,
+    STATEMENT_USER_COUNT_ALL,
+    STATEMENT_OFFLINE_INSERT,
+    STATEMENT_OFFLINE_COUNT,
+    STATEMENT_COUNT,
+} statement_id;
+
+static const char *const statement_names[STATEMENT_COUNT] = {
+    "user_create",       "credential_fetch", "credentials_set",  "user_delete",   "user_list",
+    "user_count_domain", "user_count_all",   "offline_insert", "offline_count",
+};
+
+/* The new credentials as a VALUES list: three rows, unused ones NULL. */
+#define CREDENTIAL_VALUES                                                                          \
+    "(VALUES ($4::text, $5::bytea, $6::bigint, $7::bytea, $8::bytea), "                            \
+    "($9::text, $10::bytea, $11::bigint, $12::bytea, $13::bytea), "                                \
+    "($14::text, $15::bytea, $16::bigint, $17::bytea, $18::bytea)) "                               \
+    "AS v (hash, salt, iterations, stored_key, server_key)"
+
+static const char *const statement_sql[STATEMENT_COUNT] = {
+    [STATEMENT_USER_CREATE] =
+        "WITH u AS (INSERT INTO users (domain, localpart, created_at_us) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING RETURNING id), "
+        "c AS (INSERT INTO credentials (user_id, hash, salt, iterations, stored_key, server_key) "
+        "SELECT u.id, v.hash, v.salt, v.iterations, v.stored_key, v.server_key FROM u, " //
+        CREDENTIAL_VALUES " WHERE v.hash IS NOT NULL) "
+        "SELECT count(*) FROM u",
+    [STATEMENT_CREDENTIAL_FETCH] =
+        "SELECT c.salt, c.iterations::bigint, c.stored_key, c.server_key FROM credentials c "
+        "JOIN users u ON u.id = c.user_id WHERE u.domain = $1 AND u.localpart = $2 "
+        "AND c.hash = $3",
+    /* Deletes the hashes not given, upserts the given ones: the two touch
+     * different rows, as data-modifying CTEs of one statement must. */
+    [STATEMENT_CREDENTIALS_SET] =
+        "WITH u AS (SELECT id FROM users WHERE domain = $1 AND localpart = $2), "
+        "v AS (SELECT * FROM " CREDENTIAL_VALUES " WHERE v.hash IS NOT NULL), "
+        "d AS (DELETE FROM credentials WHERE user_id IN (SELECT id FROM u) "
+        "AND hash NOT IN (SELECT hash FROM v)), "
+        "i AS (INSERT INTO credentials (user_id, hash, salt, iterations, stored_key, server_key) "
+        "SELECT u.id, v.hash, v.salt, v.iterations, v.stored_key, v.server_key FROM u, v "
+        "ON CONFLICT (user_id, hash) DO UPDATE SET salt = EXCLUDED.salt, "
+        "iterations = EXCLUDED.iterations, stored_key = EXCLUDED.stored_key, "
+        "server_key = EXCLUDED.server_key) "
+        "SELECT count(*), $3::bigint FROM u",
+    [STATEMENT_USER_DELETE] =
+        "WITH a AS (DELETE FROM muc_affiliations WHERE jid = $2 || '@' || $1 AND EXISTS "
+        "(SELECT 1 FROM users WHERE domain = $1 AND localpart = $2)), "
+        "u AS (DELETE FROM users WHERE domain = $1 AND localpart = $2 RETURNING id) "
+        "SELECT count(*) FROM u",
+    [STATEMENT_USER_LIST] = "SELECT localpart FROM users WHERE domain = $1 AND "
+                            "localpart COLLATE \"C\" > $2 ORDER BY localpart COLLATE \"C\" LIMIT $3",
+    [STATEMENT_USER_COUNT_DOMAIN] = "SELECT count(*) FROM users WHERE domain = $1",
+    [STATEMENT_USER_COUNT_ALL] = "SELECT count(*) FROM users",
+    [STATEMENT_OFFLINE_INSERT] =
+        "INSERT INTO offline_messages (user_id, received_at_us, stanza) "
+        "SELECT id, $3, $4 FROM users WHERE domain = $1 AND localpart = $2 RETURNING id",
+    [STATEMENT_OFFLINE_COUNT] = "SELECT count(*) FROM offline_messages WHERE user_id = "
+                                "(SELECT id FROM users WHERE domain = $1 AND localpart = $2)",
+};
+
+typedef struct pg_driver {
+    storage *owner;
+    const char *keys[CONNECTION_KEYS + 3]; /* NULL-terminated, for libpq */
+    char *values[CONNECTION_KEYS + 3];
+    char where[160]; /* "host:port/dbname" for messages */
+    bool group_commit;
+    unsigned capacity;
+    PGconn *connection;
+    bool prepared;   /* the statements exist on this connection */
+    bool broken;     /* the connection failed during this batch */
+    int64_t retry_at_ms;
+    unsigned backoff_ms;
+    char down_reason[LIMIT_STORAGE_REASON_BYTES];
+    unsigned schema_version;
+    bool thread_started;
+    pthread_t thread;
+
+    pthread_mutex_t mutex; /* guards the queue and closing */
+    pthread_cond_t wake;
+    storage_request **queue; /* ring of capacity */
+    unsigned head;
+    unsigned count;
+    bool closing;
+    storage_request **batch; /* the storage thread's, capacity entries */
+
+    atomic_uint_fast64_t operations;
+    atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t batches;
+    atomic_uint_fast64_t busy_refusals;
+} pg_driver;
+
+static const char *const hash_names[] = {"SHA-1", "SHA-256", "SHA-512"};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void notice_ignore(void *argument, const char *message)
+{
+    (void)argument;
+    (void)message;
+}
+
+/* The first line of libpq's message, for a one-line reason. */
+static const char *first_line(const char *message, char *out, size_t size)
+{
+    snprintf(out, size, "%s", message != NULL && message[0] != '\0' ? message : "unknown error");
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}
+
+static storage_status status_from_sqlstate(const char *state)
+{
+    if (state == NULL) {
+        return STORAGE_UNAVAILABLE;
+    }
+    if (strncmp(state, "23", 2) == 0) {
+        return STORAGE_CONFLICT;
+    }
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+        strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0) {
+        return STORAGE_UNAVAILABLE;
+    }
+    return STORAGE_ERROR;
+}
+
+static void encode_int64(uint8_t out[8], int64_t value)
+{
+    uint64_t bits = (uint64_t)value;
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)bits;
+        bits >>= 8;
+    }
+}
+
+static bool decode_int64(const PGresult *result, int row, int column, int64_t *value)
+{
+    if (PQgetisnull(result, row, column) || PQgetlength(result, row, column) != 8) {
+        return false;
+    }
+    const uint8_t *bytes = (const uint8_t *)PQgetvalue(result, row, column);
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++) {
+        bits = bits << 8 | bytes[i];
+    }
+    *value = (int64_t)bits;
+    return true;
+}
+
+/* ------------------------------------------------------------- the socket */
+
+/* Marks the connection broken (the batch's operations will fail). */
+static void connection_break(pg_driver *driver)
+{
+    if (!driver->broken) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        snprintf(driver->down_reason, sizeof driver->down_reason, "%s",
+                 first_line(PQerrorMessage(driver->connection), line, sizeof line));
+    }
+    driver->broken = true;
+}
+
+/* Flushes what libpq holds and waits, until deadline, for the socket to be
+ * readable (or writable while output is pending), then reads. */
+static bool connection_wait(pg_driver *driver, int64_t deadline_ms)
+{
+    int flushed = PQflush(driver->connection);
+    if (flushed < 0) {
+        return false;
+    }
+    int64_t left = deadline_ms - monotonic_ms();
+    if (left <= 0) {
+        snprintf(driver->down_reason, sizeof driver->down_reason,
+                 "no answer within %u ms", (unsigned)LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
+        driver->broken = true;
+        return false;
+    }
+    struct pollfd poller = {.fd = PQsocket(driver->connection),
+                            .events = (short)(POLLIN | (flushed == 1 ? POLLOUT : 0))};
+    int ready = poll(&poller, 1, (int)left);
+    if (ready < 0) {
+        return true; /* EINTR: go round */
+    }
+    return (poller.revents & (POLLIN | POLLERR | POLLHUP)) == 0 ||
+           PQconsumeInput(driver->connection) != 0;
+}
+
+/* The next result of the pipeline, NULL between queries; NULL with
+ * driver->broken when the connection failed or timed out. */
+static PGresult *result_next(pg_driver *driver, int64_t deadline_ms)
+{
+    while (!driver->broken && PQisBusy(driver->connection)) {
+        if (!connection_wait(driver, deadline_ms)) {
+            connection_break(driver);
+        }
+    }
+    return driver->broken ? NULL : PQgetResult(driver->connection);
+}
+
+/* One query's result (its terminating NULL consumed); NULL when broken. */
+static PGresult *query_collect(pg_driver *driver, int64_t deadline_ms)
+{
+    PGresult *result = result_next(driver, deadline_ms);
+    if (result == NULL) {
+        connection_break(driver);
+        return NULL;
+    }
+    PGresult *extra;
+    while ((extra = result_next(driver, deadline_ms)) != NULL) {
+        PQclear(extra);
+    }
+    if (driver->broken) {
+        PQclear(result);
+        return NULL;
+    }
+    return result;
+}
+
+/* Reads up to the Sync's result; false when broken. */
+static bool sync_collect(pg_driver *driver, int64_t deadline_ms)
+{
+    for (;;) {
+        PGresult *result = result_next(driver, deadline_ms);
+        if (driver->broken) {
+            return false;
+        }
+        if (result != NULL && PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
+            PQclear(result);
+            return true;
+        }
+        PQclear(result);
+    }
+}
+
+/* Connects without blocking past LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
+ * the connection is left non-blocking, in pipeline mode. */
+static bool connection_start(pg_driver *driver)
+{
+    PGconn *connection =
+        PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
+    int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
+    PostgresPollingStatusType state = PGRES_POLLING_WRITING;
+    while (connection != NULL && PQstatus(connection) != CONNECTION_BAD &&
+           state != PGRES_POLLING_OK && state != PGRES_POLLING_FAILED) {
+        int64_t left = deadline - monotonic_ms();
+        if (left <= 0) {
+            break;
+        }
+        struct pollfd poller = {.fd = PQsocket(connection),
+                                .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        if (poll(&poller, 1, (int)left) > 0) {
+            state = PQconnectPoll(connection);
+        }
+    }
+    char line[LIMIT_STORAGE_REASON_BYTES];
+    if (connection == NULL || state != PGRES_POLLING_OK || PQsetnonblocking(connection, 1) != 0 ||
+        PQenterPipelineMode(connection) != 1) {
+        snprintf(driver->down_reason, sizeof driver->down_reason, "%s",
+                 connection == NULL            ? "out of memory"
+                 : state == PGRES_POLLING_OK   ? "cannot enter pipeline mode"
+                 : state == PGRES_POLLING_FAILED ? first_line(PQerrorMessage(connection), line,
+                                                              sizeof line)
+                                                 : "connection timed out");
+        PQfinish(connection);
+        return false;
+    }
+    PQsetNoticeProcessor(connection, notice_ignore, NULL);
+    driver->connection = connection;
+    driver->prepared = false;
+    driver->broken = false;
+    return true;
+}
+
+/* ------------------------------------------------------------- operations */
+
+typedef struct parameters {
+    const char *values[PARAMETERS_MAX];
+    int lengths[PARAMETERS_MAX];
+    int formats[PARAMETERS_MAX];
+    uint8_t integers[PARAMETERS_MAX][8];
+    int count;
+} parameters;
+
+static void parameter_bytes(parameters *p, const void *bytes, size_t length)
+{
+    p->values[p->count] = bytes;
+    p->lengths[p->count] = (int)length;
+    p->formats[p->count] = 1;
+    p->count++;
+}
+
+static void parameter_text(parameters *p, const char *text)
+{
+    parameter_bytes(p, text, strlen(text));
+}
+
+static void parameter_int64(parameters *p, int64_t value)
+{
+    encode_int64(p->integers[p->count], value);
+    parameter_bytes(p, p->integers[p->count], 8);
+}
+
+static void parameter_null(parameters *p)
+{
+    p->values[p->count] = NULL;
+    p->lengths[p->count] = 0;
+    p->formats[p->count] = 1;
+    p->count++;
+}
+
+/* $4..$18: the request's credentials, NULL rows for the unused ones. */
+static void parameter_credentials(parameters *p, const storage_request *request)
+{
+    for (size_t i = 0; i < STORAGE_CREDENTIALS_MAX; i++) {
+        if (i >= request->credential_count) {
+            for (int k = 0; k < 5; k++) {
+                parameter_null(p);
+            }
+            continue;
+        }
+        const storage_credential *credential = &request->credentials[i];
+        parameter_text(p, hash_names[credential->hash]);
+        parameter_bytes(p, credential->salt, credential->salt_len);
+        parameter_int64(p, credential->iterations);
+        parameter_bytes(p, credential->stored_key, credential->key_len);
+        parameter_bytes(p, credential->server_key, credential->key_len);
+    }
+}
+
+/* Queues the request's statement on the pipeline. */
+static bool operation_send(pg_driver *driver, const storage_request *request)
+{
+    parameters p = {.count = 0};
+    statement_id id = STATEMENT_USER_COUNT_ALL;
+    if (request->domain != NULL) {
+        parameter_text(&p, request->domain);
+    }
+    switch (request->operation) {
+    case STORAGE_OP_USER_CREATE:
+    case STORAGE_OP_USER_CREDENTIALS_SET:
+        id = request->operation == STORAGE_OP_USER_CREATE ? STATEMENT_USER_CREATE
+                                                          : STATEMENT_CREDENTIALS_SET;
+        parameter_text(&p, request->localpart);
+        parameter_int64(&p, now_us());
+        parameter_credentials(&p, request);
+        break;
+    case STORAGE_OP_USER_CREDENTIAL_FETCH:
+        id = STATEMENT_CREDENTIAL_FETCH;
+        parameter_text(&p, request->localpart);
+        parameter_text(&p, hash_names[request->hash]);
+        break;
+    case STORAGE_OP_USER_DELETE:
+        id = STATEMENT_USER_DELETE;
+        parameter_text(&p, request->localpart);
+        break;
+    case STORAGE_OP_USER_LIST:
+        id = STATEMENT_USER_LIST;
+        parameter_text(&p, request->after != NULL ? request->after : "");
+        parameter_int64(&p, (int64_t)request->limit + 1);
+        break;
+    case STORAGE_OP_USER_COUNT:
+        id = request->domain != NULL ? STATEMENT_USER_COUNT_DOMAIN : STATEMENT_USER_COUNT_ALL;
+        break;
+    case STORAGE_OP_OFFLINE_INSERT:
+        id = STATEMENT_OFFLINE_INSERT;
+        parameter_text(&p, request->localpart);
+        parameter_int64(&p, request->timestamp_us);
+        parameter_bytes(&p, request->stanza, request->stanza_len);
+        break;
+    case STORAGE_OP_OFFLINE_COUNT:
+        id = STATEMENT_OFFLINE_COUNT;
+        parameter_text(&p, request->localpart);
+        break;
+    }
+    return PQsendQueryPrepared(driver->connection, statement_names[id], p.count, p.values,
+                               p.lengths, p.formats, 1) == 1;
+}
+
+static bool column_bytes(const PGresult *result, int column, uint8_t *out, size_t capacity,
+                         size_t exact, size_t *length)
+{
+    size_t size = (size_t)PQgetlength(result, 0, column);
+    if (PQgetisnull(result, 0, column) || size == 0 || size > capacity ||
+        (exact != 0 && size != exact)) {
+        return false;
+    }
+    memcpy(out, PQgetvalue(result, 0, column), size);
+    if (length != NULL) {
+        *length = size;
+    }
+    return true;
+}
+
+static void credential_read(storage_request *request, const PGresult *result)
+{
+    static const size_t digest_bytes[] = {20, 32, 64};
+    if (PQntuples(result) == 0) {
+        storage_request_fail(request, STORAGE_NOT_FOUND, "no %s credential for %s@%s",
+                             hash_names[request->hash], request->localpart, request->domain);
+        return;
+    }
+    storage_credential *out = &request->credential_out;
+    size_t key_len = digest_bytes[request->hash];
+    int64_t iterations = 0;
+    out->hash = request->hash;
+    out->key_len = key_len;
+    if (!decode_int64(result, 0, 1, &iterations) || iterations <= 0 || iterations > UINT32_MAX ||
+        !column_bytes(result, 0, out->salt, sizeof out->salt, 0, &out->salt_len) ||
+        !column_bytes(result, 2, out->stored_key, sizeof out->stored_key, key_len, NULL) ||
+        !column_bytes(result, 3, out->server_key, sizeof out->server_key, key_len, NULL)) {
+        storage_request_fail(request, STORAGE_ERROR, "stored %s credential is malformed",
+                             hash_names[request->hash]);
+        return;
+    }
+    out->iterations = (uint32_t)iterations;
+}
+
+static void list_read(storage_request *request, const PGresult *result)
+{
+    size_t rows = (size_t)PQntuples(result);
+    request->result.more = rows > request->limit;
+    if (rows > request->limit) {
+        rows = request->limit;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < rows; i++) {
+        bytes += (size_t)PQgetlength(result, (int)i, 0) + 1;
+    }
+    char *area = storage_request_names_alloc(request, rows, bytes);
+    if (area == NULL) {
+        request->result.more = false;
+        storage_request_fail(request, STORAGE_NOMEM, "user list: out of memory");
+        return;
+    }
+    for (size_t i = 0; i < rows; i++) {
+        size_t length = (size_t)PQgetlength(result, (int)i, 0);
+        memcpy(area, PQgetvalue(result, (int)i, 0), length);
+        area[length] = '\0';
+        request->names[i] = area;
+        area += length + 1;
+    }
+    request->result.name_count = rows;
+}
+
+/* Fills the request's result from its statement's result. */
+static void operation_read(storage_request *request, const PGresult *result)
+{
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        storage_request_fail(request, status_from_sqlstate(PQresultErrorField(result,
+                                                                              PG_DIAG_SQLSTATE)),
+                             "%s",
+                             PQresultStatus(result) == PGRES_PIPELINE_ABORTED
+                                 ? "the pipeline was aborted"
+                                 : first_line(PQresultErrorMessage(result), line, sizeof line));
+        return;
+    }
+    int64_t number = 0;
+    bool one_row = PQntuples(result) >= 1;
+    switch (request->operation) {
+    case STORAGE_OP_USER_CREDENTIAL_FETCH:
+        credential_read(request, result);
+        return;
+    case STORAGE_OP_USER_LIST:
+        list_read(request, result);
+        return;
+    case STORAGE_OP_OFFLINE_INSERT:
+        if (!one_row) {
+            storage_request_fail(request, STORAGE_NOT_FOUND, "no user %s@%s", request->localpart,
+                                 request->domain);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    if (!one_row || !decode_int64(result, 0, 0, &number)) {
+        storage_request_fail(request, STORAGE_ERROR, "unexpected result shape");
+        return;
+    }
+    switch (request->operation) {
+    case STORAGE_OP_USER_CREATE:
+        if (number == 0) {
+            storage_request_fail(request, STORAGE_CONFLICT, "user %s@%s exists",
+                                 request->localpart, request->domain);
+        }
+        break;
+    case STORAGE_OP_USER_CREDENTIALS_SET:
+    case STORAGE_OP_USER_DELETE:
+        if (number == 0) {
+            storage_request_fail(request, STORAGE_NOT_FOUND, "no user %s@%s", request->localpart,
+                                 request->domain);
+        }
+        break;
+    default:
+        request->result.count = (uint64_t)number;
+        break;
+    }
+}
+
+/* Back to a blank outcome, before the operation is run again. */
+static void operation_reset(storage_request *request)
+{
+    request->result.status = STORAGE_OK;
+    request->reason[0] = '\0';
+    request->result.count = 0;
+    request->result.name_count = 0;
+    request->result.more = false;
+}
+
+/* ------------------------------------------------------------------ batches */
+
+/* Sends the PREPAREs when this connection has none yet. */
+static bool statements_send(pg_driver *driver)
+{
+    if (driver->prepared) {
+        return true;
+    }
+    for (unsigned i = 0; i < STATEMENT_COUNT; i++) {
+        if (PQsendPrepare(driver->connection, statement_names[i], statement_sql[i], 0, NULL) != 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads the PREPAREs' results; false with reason when one failed. */
+static bool statements_collect(pg_driver *driver, int64_t deadline, char *reason, size_t size)
+{
+    if (driver->prepared) {
+        return true;
+    }
+    bool ok = true;
+    for (unsigned i = 0; i < STATEMENT_COUNT; i++) {
+        PGresult *result = query_collect(driver, deadline);
+        if (result == NULL) {
+            return false;
+        }
+        if (ok && PQresultStatus(result) != PGRES_COMMAND_OK) {
+            char line[LIMIT_STORAGE_REASON_BYTES];
+            snprintf(reason, size, "prepare %s: %.200s", statement_names[i],
+                     first_line(PQresultErrorMessage(result), line, sizeof line));
+            ok = false;
+        }
+        PQclear(result);
+    }
+    return ok;
+}
+
+static bool command_send(pg_driver *driver, const char *sql)
+{
+    return PQsendQueryParams(driver->connection, sql, 0, NULL, NULL, NULL, NULL, 1) == 1;
+}
+
+/* Sends batch[0..count) as one transaction: BEGIN, ops, COMMIT, Sync.
+ * Returns true when it committed; false when an operation failed or the
+ * connection broke (driver->broken) and the transaction did not commit. */
+static bool batch_grouped(pg_driver *driver, storage_request **batch, unsigned count,
+                          char *reason, size_t size)
+{
+    atomic_fetch_add(&driver->batches, 1);
+    bool sent = statements_send(driver) && command_send(driver, "BEGIN");
+    for (unsigned i = 0; i < count && sent; i++) {
+        sent = operation_send(driver, batch[i]);
+    }
+    if (!sent || !command_send(driver, "COMMIT") || PQpipelineSync(driver->connection) != 1) {
+        connection_break(driver);
+        return false;
+    }
+    int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_BATCH_MS;
+    bool ok = statements_collect(driver, deadline, reason, size);
+    driver->prepared = ok;
+    PGresult *result = query_collect(driver, deadline);
+    ok = ok && result != NULL && PQresultStatus(result) == PGRES_COMMAND_OK;
+    PQclear(result);
+    for (unsigned i = 0; i < count && !driver->broken; i++) {
+        result = query_collect(driver, deadline);
+        if (result != NULL) {
+            operation_read(batch[i], result);
+            if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+                if (ok) {
+                    snprintf(reason, size, "%s", batch[i]->reason);
+                }
+                ok = false;
+            }
+        }
+        PQclear(result);
+    }
+    result = driver->broken ? NULL : query_collect(driver, deadline);
+    if (result != NULL && PQresultStatus(result) != PGRES_COMMAND_OK && ok) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        snprintf(reason, size, "commit: %.200s",
+                 first_line(PQresultErrorMessage(result), line, sizeof line));
+        ok = false;
+    }
+    ok = ok && result != NULL;
+    PQclear(result);
+    if (!sync_collect(driver, deadline)) {
+        return false;
+    }
+    return ok;
+}
+
+/* Sends batch[0..count) with each operation its own implicit transaction
+ * (op, Sync, op, Sync, ...), all in one round trip. Operations whose Sync
+ * was read are final; on a broken connection the rest are not. Returns how
+ * many are final. */
+static unsigned batch_singly(pg_driver *driver, storage_request **batch, unsigned count)
+{
+    atomic_fetch_add(&driver->batches, count);
+    bool sent = statements_send(driver) && (driver->prepared || PQpipelineSync(driver->connection));
+    for (unsigned i = 0; i < count && sent; i++) {
+        sent = operation_send(driver, batch[i]) && PQpipelineSync(driver->connection) == 1;
+    }
+    if (!sent) {
+        connection_break(driver);
+        return 0;
+    }
+    int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_BATCH_MS;
+    if (!driver->prepared) {
+        char reason[LIMIT_STORAGE_REASON_BYTES] = "";
+        bool ok = statements_collect(driver, deadline, reason, sizeof reason);
+        if (!sync_collect(driver, deadline)) {
+            return 0;
+        }
+        if (!ok) {
+            for (unsigned i = 0; i < count; i++) {
+                storage_request_fail(batch[i], STORAGE_SCHEMA, "%s", reason);
+            }
+            return count; /* the ops' own results follow: drop the connection */
+        }
+        driver->prepared = true;
+    }
+    unsigned final = 0;
+    for (unsigned i = 0; i < count; i++) {
+        PGresult *result = query_collect(driver, deadline);
+        if (result == NULL) {
+            return final;
+        }
+        operation_read(batch[i], result);
+        PQclear(result);
+        if (!sync_collect(driver, deadline)) {
+            return final;
+        }
+        final++;
+    }
+    return final;
+}
+
+/* Runs a batch on the connection (connecting first when due); every
+ * request ends with its result set. */
+static void batch_run(pg_driver *driver, storage_request **batch, unsigned count)
+{
+    int64_t now = monotonic_ms();
+    if (driver->connection == NULL && now >= driver->retry_at_ms) {
+        if (connection_start(driver)) {
+            driver->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+        } else {
+            driver->retry_at_ms = now + driver->backoff_ms;
+            driver->backoff_ms = driver->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                                     ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                                     : driver->backoff_ms * 2;
+        }
+    }
+    unsigned final = 0;
+    if (driver->connection != NULL) {
+        char reason[LIMIT_STORAGE_REASON_BYTES] = "";
+        bool committed = driver->group_commit && count > 1 &&
+                         batch_grouped(driver, batch, count, reason, sizeof reason);
+        if (committed) {
+            final = count;
+        } else if (!driver->broken) {
+            for (unsigned i = 0; i < count; i++) {
+                operation_reset(batch[i]);
+            }
+            final = batch_singly(driver, batch, count);
+            if (final == count && !driver->prepared) {
+                driver->broken = true; /* the statements could not be prepared */
+            }
+        }
+        if (driver->broken) {
+            PQfinish(driver->connection);
+            driver->connection = NULL;
+            driver->retry_at_ms = monotonic_ms();
+        }
+    }
+    for (unsigned i = final; i < count; i++) {
+        batch[i]->result.count = 0;
+        batch[i]->result.name_count = 0;
+        batch[i]->result.more = false;
+        storage_request_fail(batch[i], STORAGE_UNAVAILABLE, "database unavailable: %s",
+                             driver->down_reason);
+    }
+}
+
+static void *storage_thread(void *argument)
+{
+    pg_driver *driver = argument;
+    pthread_mutex_lock(&driver->mutex);
+    for (;;) {
+        while (driver->count == 0 && !driver->closing) {
+            pthread_cond_wait(&driver->wake, &driver->mutex);
+        }
+        if (driver->count == 0) {
+            break;
+        }
+        unsigned taken = driver->group_commit ? driver->count : 1;
+        for (unsigned i = 0; i < taken; i++) {
+            driver->batch[i] = driver->queue[driver->head];
+            driver->head = (driver->head + 1) % driver->capacity;
+        }
+        driver->count -= taken;
+        pthread_mutex_unlock(&driver->mutex);
+
+        batch_run(driver, driver->batch, taken);
+        atomic_fetch_add(&driver->operations, taken);
+        for (unsigned i = 0; i < taken; i++) {
+            if (driver->batch[i]->result.status != STORAGE_OK) {
+                atomic_fetch_add(&driver->failed, 1);
+            }
+            storage_request_complete(driver->batch[i]);
+        }
+        pthread_mutex_lock(&driver->mutex);
+    }
+    pthread_mutex_unlock(&driver->mutex);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ driver */
+
+static void driver_free(pg_driver *driver)
+{
+    for (size_t i = 0; i < sizeof driver->values / sizeof driver->values[0]; i++) {
+        free(driver->values[i]);
+    }
+    free(driver->batch);
+    free(driver->queue);
+    free(driver);
+}
+
+static storage_status pg_create(storage *owner, const storage_option *options, size_t option_count,
+                                void **state, char *error, size_t error_size)
+{
+    pg_driver *driver = calloc(1, sizeof *driver);
+    if (driver == NULL) {
+        snprintf(error, error_size, "postgresql: out of memory");
+        return STORAGE_NOMEM;
+    }
+    const char *given[CONNECTION_KEYS] = {0};
+    bool group_commit = true;
+    unsigned long capacity = LIMIT_STORAGE_QUEUE_REQUESTS;
+    for (size_t i = 0; i < option_count; i++) {
+        const char *key = options[i].key, *value = options[i].value;
+        bool known = false;
+        for (size_t k = 0; k < CONNECTION_KEYS; k++) {
+            if (strcmp(key, connection_keys[k]) == 0) {
+                given[k] = value;
+                known = true;
+            }
+        }
+        if (strcmp(key, "group_commit") == 0) {
+            group_commit = strcmp(value, "on") == 0;
+            known = group_commit || strcmp(value, "off") == 0;
+        } else if (strcmp(key, "queue_requests") == 0) {
+            char *end = NULL;
+            capacity = strtoul(value, &end, 10);
+            known = end != value && *end == '\0' && value[0] != '-' && capacity >= 1 &&
+                    capacity <= LIMIT_STORAGE_QUEUE_REQUESTS;
+        }
+        if (!known) {
+            snprintf(error, error_size, "postgresql: bad option %s=%s", key, value);
+            driver_free(driver);
+            return STORAGE_INVALID;
+        }
+    }
+    size_t n = 0;
+    bool ok = true;
+    for (size_t k = 0; k < CONNECTION_KEYS; k++) {
+        if (given[k] != NULL) {
+            driver->keys[n] = connection_keys[k];
+            ok = ok && (driver->values[n++] = strdup(given[k])) != NULL;
+        }
+    }
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%u", (LIMIT_STORAGE_POSTGRESQL_CONNECT_MS + 999) / 1000);
+    driver->keys[n] = "connect_timeout";
+    ok = ok && (driver->values[n++] = strdup(timeout)) != NULL;
+    driver->keys[n] = "application_name";
+    ok = ok && (driver->values[n++] = strdup("starling")) != NULL;
+    if (!ok || (driver->queue = calloc(capacity, sizeof *driver->queue)) == NULL ||
+        (driver->batch = calloc(capacity, sizeof *driver->batch)) == NULL) {
+        driver_free(driver);
+        snprintf(error, error_size, "postgresql: out of memory");
+        return STORAGE_NOMEM;
+    }
+    snprintf(driver->where, sizeof driver->where, "%s:%s/%s",
+             given[0] != NULL ? given[0] : "(default host)",
+             given[1] != NULL ? given[1] : "(default port)",
+             given[2] != NULL ? given[2] : "(default database)");
+    driver->owner = owner;
+    driver->group_commit = group_commit;
+    driver->capacity = (unsigned)capacity;
+    driver->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    pthread_mutex_init(&driver->mutex, NULL);
+    pthread_cond_init(&driver->wake, NULL);
+    *state = driver;
+    return STORAGE_OK;
+}
+
+/* Runs one command on the blocking connection; false with error set. */
+static bool exec_ok(pg_driver *driver, const char *sql, char *error, size_t error_size,
+                    PGresult **out)
+{
+    PGresult *result = PQexec(driver->connection, sql);
+    ExecStatusType status = PQresultStatus(result);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        snprintf(error, error_size, "postgresql %s: %.60s...: %s", driver->where, sql,
+                 first_line(PQresultErrorMessage(result), line, sizeof line));
+        PQclear(result);
+        return false;
+    }
+    if (out != NULL) {
+        *out = result;
+    } else {
+        PQclear(result);
+    }
+    return true;
+}
+
+/* Applies the missing migrations in one transaction under an advisory
+ * lock, refusing a database newer than this binary. */
+static storage_status migrate(pg_driver *driver, char *error, size_t error_size)
+{
+    char lock[96];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", MIGRATION_LOCK_KEY);
+    PGresult *result = NULL;
+    if (!exec_ok(driver, "BEGIN", error, error_size, NULL) ||
+        !exec_ok(driver, lock, error, error_size, NULL) ||
+        !exec_ok(driver,
+                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                 "applied_at_us BIGINT NOT NULL)",
+                 error, error_size, NULL) ||
+        !exec_ok(driver, "SELECT COALESCE(MAX(version), 0) FROM schema_version", error,
+                 error_size, &result)) {
+        return STORAGE_UNAVAILABLE;
+    }
+    unsigned version = (unsigned)strtoul(PQgetvalue(result, 0, 0), NULL, 10);
+    PQclear(result);
+    if (version > storage_migration_count) {
+        snprintf(error, error_size,
+                 "postgresql %s: the database schema is version %u but this starling knows "
+                 "versions up to %u; run a newer starling (or restore a backup)",
+                 driver->where, version, (unsigned)storage_migration_count);
+        return STORAGE_SCHEMA;
+    }
+    for (size_t i = version; i < storage_migration_count; i++) {
+        const storage_migration *migration = &storage_migrations[i];
+        char *sql = storage_schema_render(migration, STORAGE_DIALECT_POSTGRESQL);
+        char insert[128];
+        snprintf(insert, sizeof insert,
+                 "INSERT INTO schema_version (version, applied_at_us) VALUES (%u, %lld)",
+                 migration->version, (long long)now_us());
+        char reason[LIMIT_STORAGE_REASON_BYTES] = "out of memory";
+        bool ok = sql != NULL && exec_ok(driver, sql, reason, sizeof reason, NULL) &&
+                  exec_ok(driver, insert, reason, sizeof reason, NULL);
+        free(sql);
+        if (!ok) {
+            snprintf(error, error_size, "postgresql %s: migration %s failed: %s", driver->where,
+                     migration->name, reason);
+            return STORAGE_SCHEMA;
+        }
+    }
+    if (!exec_ok(driver, "COMMIT", error, error_size, NULL)) {
+        return STORAGE_UNAVAILABLE;
+    }
+    driver->schema_version = (unsigned)storage_migration_count;
+    return STORAGE_OK;
+}
+
+static storage_status pg_open(void *state, char *error, size_t error_size)
+{
+    pg_driver *driver = state;
+    driver->connection =
+        PQconnectdbParams(driver->keys, (const char *const *)driver->values, 0);
+    if (driver->connection == NULL || PQstatus(driver->connection) != CONNECTION_OK) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        snprintf(error, error_size, "postgresql %s: cannot connect: %s", driver->where,
+                 first_line(driver->connection != NULL ? PQerrorMessage(driver->connection)
+                                                       : "out of memory",
+                            line, sizeof line));
+        PQfinish(driver->connection);
+        driver->connection = NULL;
+        return STORAGE_UNAVAILABLE;
+    }
+    PQsetNoticeProcessor(driver->connection, notice_ignore, NULL);
+    storage_status status = migrate(driver, error, error_size);
+    if (status == STORAGE_OK && (PQsetnonblocking(driver->connection, 1) != 0 ||
+                                 PQenterPipelineMode(driver->connection) != 1)) {
+        snprintf(error, error_size, "postgresql %s: cannot enter pipeline mode", driver->where);
+        status = STORAGE_ERROR;
+    }
+    if (status == STORAGE_OK &&
+        pthread_create(&driver->thread, NULL, storage_thread, driver) != 0) {
+        snprintf(error, error_size, "postgresql: cannot start the storage thread");
+        status = STORAGE_ERROR;
+    }
+    if (status != STORAGE_OK) {
+        PQfinish(driver->connection);
+        driver->connection = NULL;
+    }
+    driver->thread_started = status == STORAGE_OK;
+    return status;
+}
+
+static storage_status pg_submit(void *state, storage_request *request)
+{
+    pg_driver *driver = state;
+    storage_status status = STORAGE_OK;
+    pthread_mutex_lock(&driver->mutex);
+    if (driver->closing || !driver->thread_started) {
+        status = STORAGE_CLOSED;
+    } else if (driver->count == driver->capacity) {
+        atomic_fetch_add(&driver->busy_refusals, 1);
+        status = STORAGE_BUSY;
+    } else {
+        driver->queue[(driver->head + driver->count) % driver->capacity] = request;
+        driver->count++;
+        if (driver->count == 1) {
+            pthread_cond_signal(&driver->wake);
+        }
+    }
+    pthread_mutex_unlock(&driver->mutex);
+    return status;
+}
+
+static void pg_stats(void *state, storage_stats *stats)
+{
+    pg_driver *driver = state;
+    stats->operations = atomic_load(&driver->operations);
+    stats->failed = atomic_load(&driver->failed);
+    stats->batches = atomic_load(&driver->batches);
+    stats->busy_refusals = atomic_load(&driver->busy_refusals);
+    pthread_mutex_lock(&driver->mutex);
+    stats->queued = driver->count;
+    pthread_mutex_unlock(&driver->mutex);
+}
+
+static unsigned pg_schema_version(void *state)
+{
+    return ((pg_driver *)state)->schema_version;
+}
+
+static void pg_close(void *state)
+{
+    pg_driver *driver = state;
+    pthread_mutex_lock(&driver->mutex);
+    driver->closing = true;
+    pthread_cond_signal(&driver->wake);
+    pthread_mutex_unlock(&driver->mutex);
+    if (driver->thread_started) {
+        pthread_join(driver->thread, NULL);
+    }
+    PQfinish(driver->connection);
+    pthread_cond_destroy(&driver->wake);
+    pthread_mutex_destroy(&driver->mutex);
+    driver_free(driver);
+}
+
+const storage_driver storage_driver_postgresql = {
+    .name = "postgresql",
+    .create = pg_create,
+    .open = pg_open,
+    .submit = pg_submit,
+    .stats = pg_stats,
+    .schema_version = pg_schema_version,
+    .close = pg_close,
+};

@@ -1,0 +1,87 @@
+"""pg_cluster: runs a command against a private PostgreSQL cluster.
+
+    pg_cluster.py COMMAND [ARGS...]
+
+Creates a temporary directory, initdb's a cluster in it (trust
+authentication, no fsync: a test cluster), starts postgres listening only on
+127.0.0.1 at a free port (no Unix socket outside the directory), waits
+(bounded) until it accepts connections, runs COMMAND with STARLING_PG_HOST,
+STARLING_PG_PORT, STARLING_PG_USER set, plus STARLING_PG_STOP and
+STARLING_PG_START (shell commands that stop the cluster with `pg_ctl stop -m
+fast` and start it again, for the fault test), then stops the cluster and
+removes the directory. Exits with COMMAND's status.
+
+PostgreSQL refuses to run as root: as root the server runs as the
+`postgres` user (runuser) and the directory is owned by it. PostgreSQL is
+required: without its binaries this fails (install the packages named in
+deploy/setup --test) rather than passing without running.
+"""
+import glob
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+
+START_WAIT_SECONDS = 30  # initdb and the first start on a loaded machine
+COMMAND_TIMEOUT_SECONDS = 600  # the whole suite under ASan, with margin
+
+
+def binaries():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise SystemExit("pg_cluster: no /usr/lib/postgresql/*/bin/pg_ctl: "
+                         "install postgresql (deploy/setup --test)")
+    return os.path.dirname(found[-1])
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: pg_cluster.py COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    bindir = binaries()
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    user = "postgres" if as_root else os.environ.get("USER", "postgres")
+    work = tempfile.mkdtemp(prefix="starling-pg-")
+    data = os.path.join(work, "data")
+    port = free_port()
+    if as_root:
+        shutil.chown(work, "postgres", "postgres")
+    pg_ctl = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "log"), "-w",
+              "-t", str(START_WAIT_SECONDS)]
+    options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
+               f"-c unix_socket_directories={work} -c fsync=off -c max_connections=50")
+    start = prefix + pg_ctl + ["-o", options, "start"]
+    stop = prefix + pg_ctl + ["-m", "fast", "stop"]
+    try:
+        subprocess.run(prefix + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust",
+                                 "-U", user, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                       check=True, stdout=subprocess.DEVNULL, timeout=START_WAIT_SECONDS * 2)
+        subprocess.run(start, check=True, stdout=subprocess.DEVNULL,
+                       timeout=START_WAIT_SECONDS * 2)
+        environment = dict(os.environ, STARLING_PG_HOST="127.0.0.1", STARLING_PG_PORT=str(port),
+                           STARLING_PG_USER=user,
+                           STARLING_PG_STOP=shlex.join(stop) + " >/dev/null",
+                           STARLING_PG_START=shlex.join(start) + " >/dev/null")
+        return subprocess.run(sys.argv[1:], env=environment,
+                              timeout=COMMAND_TIMEOUT_SECONDS).returncode
+    finally:
+        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=START_WAIT_SECONDS * 2)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
