@@ -20,7 +20,9 @@
 
 #define USAGE                                                                                      \
     "usage: starling-bench-storage [--workload lookups|inserts] [--ops N] [--users N]\n"           \
-    "         [--reactors N] [--in-flight N] [--group on|off] [--dir DIR] [--timeout-s S]\n"
+    "         [--reactors N] [--in-flight N] [--group on|off] [--dir DIR] [--timeout-s S]\n"    \
+    "         [--driver sqlite|postgresql] [--pg-host H] [--pg-port P] [--pg-user U]\n"       \
+    "         [--pg-dbname D]\n"
 
 /* Reactors the benchmark runs at most; two or four are typical. */
 #define BENCH_REACTORS_MAX 64u
@@ -34,6 +36,8 @@ typedef struct bench_options {
     bool group;
     const char *dir;
     unsigned long timeout_s;
+    bool postgresql;
+    const char *pg_host, *pg_port, *pg_user, *pg_dbname;
 } bench_options;
 
 typedef struct reactor_state {
@@ -76,7 +80,11 @@ static int parse(int argc, char **argv, bench_options *options)
                                .in_flight = 256,
                                .group = true,
                                .dir = "/tmp",
-                               .timeout_s = 120};
+                               .timeout_s = 120,
+                               .pg_host = getenv("STARLING_PG_HOST"),
+                               .pg_port = getenv("STARLING_PG_PORT"),
+                               .pg_user = getenv("STARLING_PG_USER"),
+                               .pg_dbname = "postgres"};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(USAGE, stdout);
@@ -92,6 +100,17 @@ static int parse(int argc, char **argv, bench_options *options)
         } else if (strcmp(argv[i], "--group") == 0) {
             ok = strcmp(value, "on") == 0 || strcmp(value, "off") == 0;
             options->group = strcmp(value, "on") == 0;
+        } else if (strcmp(argv[i], "--driver") == 0) {
+            ok = strcmp(value, "sqlite") == 0 || strcmp(value, "postgresql") == 0;
+            options->postgresql = strcmp(value, "postgresql") == 0;
+        } else if (strcmp(argv[i], "--pg-host") == 0) {
+            options->pg_host = value;
+        } else if (strcmp(argv[i], "--pg-port") == 0) {
+            options->pg_port = value;
+        } else if (strcmp(argv[i], "--pg-user") == 0) {
+            options->pg_user = value;
+        } else if (strcmp(argv[i], "--pg-dbname") == 0) {
+            options->pg_dbname = value;
         } else if (strcmp(argv[i], "--dir") == 0) {
             options->dir = value;
         } else if (strcmp(argv[i], "--ops") == 0) {
@@ -235,12 +254,26 @@ int main(int argc, char **argv)
     runtime_options.handle_signals = false;
     rx_runtime *runtime = rx_runtime_create(&runtime_options);
     rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
-    storage_option storage_options[] = {{"path", path},
-                                        {"group_commit", options->group ? "on" : "off"}};
+    /* PostgreSQL: libpq's defaults (PGHOST, ...) for what is not given. */
+    storage_option storage_options[6] = {{"group_commit", options->group ? "on" : "off"},
+                                         {"path", path}};
+    size_t option_count = 2;
+    if (options->postgresql) {
+        const char *keys[] = {"host", "port", "user", "dbname"};
+        const char *values[] = {options->pg_host, options->pg_port, options->pg_user,
+                                options->pg_dbname};
+        option_count = 1;
+        for (size_t i = 0; i < 4; i++) {
+            if (values[i] != NULL) {
+                storage_options[option_count++] = (storage_option){keys[i], values[i]};
+            }
+        }
+    }
     char error[512] = "";
-    bench.handle = producer != NULL
-                       ? storage_create("sqlite", storage_options, 2, runtime, error, sizeof error)
-                       : NULL;
+    bench.handle = producer != NULL ? storage_create(options->postgresql ? "postgresql" : "sqlite",
+                                                     storage_options, option_count, runtime, error,
+                                                     sizeof error)
+                                    : NULL;
     unsigned long long deadline_us = now_us() + options->timeout_s * 1000000ull;
     int result = 1;
     if (bench.handle == NULL || storage_open(bench.handle, error, sizeof error) != STORAGE_OK ||
@@ -268,8 +301,8 @@ int main(int argc, char **argv)
     storage_get_stats(bench.handle, &after);
     unsigned long completed = atomic_load(&bench.completed);
     unsigned long batches = (unsigned long)(after.batches - before.batches);
-    printf("workload %s, group %s, %lu reactors x %lu in flight, %lu users\n",
-           options->inserts ? "inserts" : "lookups", options->group ? "on" : "off",
+    printf("driver %s, workload %s, group %s, %lu reactors x %lu in flight, %lu users\n",
+           options->postgresql ? "postgresql" : "sqlite", options->inserts ? "inserts" : "lookups", options->group ? "on" : "off",
            options->reactors, options->in_flight, options->users);
     printf("operations %lu of %lu, failed %lu, %.3f s, %.0f operations/s, %lu transactions "
            "(%.1f operations each)\n",

@@ -1,9 +1,10 @@
 """pg_cluster: runs a command against a private PostgreSQL cluster.
 
-    pg_cluster.py COMMAND [ARGS...]
+    pg_cluster.py [--fsync] COMMAND [ARGS...]
 
 Creates a temporary directory, initdb's a cluster in it (trust
-authentication, no fsync: a test cluster), starts postgres listening only on
+authentication, no fsync unless --fsync, which benchmarks use so that a
+commit costs what it costs in production), starts postgres listening only on
 127.0.0.1 at a free port (no Unix socket outside the directory), waits
 (bounded) until it accepts connections, runs COMMAND with STARLING_PG_HOST,
 STARLING_PG_PORT, STARLING_PG_USER set, plus STARLING_PG_STOP and
@@ -47,8 +48,13 @@ def free_port():
 
 
 def main():
-    if len(sys.argv) < 2:
-        print("usage: pg_cluster.py COMMAND [ARGS...]", file=sys.stderr)
+    command = sys.argv[1:]
+    fsync = "off"
+    if command[:1] == ["--fsync"]:
+        fsync = "on"
+        command = command[1:]
+    if not command:
+        print("usage: pg_cluster.py [--fsync] COMMAND [ARGS...]", file=sys.stderr)
         return 2
     bindir = binaries()
     as_root = os.geteuid() == 0
@@ -62,7 +68,7 @@ def main():
     pg_ctl = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "log"), "-w",
               "-t", str(START_WAIT_SECONDS)]
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
-               f"-c unix_socket_directories={work} -c fsync=off -c max_connections=50")
+               f"-c unix_socket_directories={work} -c fsync={fsync} -c max_connections=50")
     start = prefix + pg_ctl + ["-o", options, "start"]
     stop = prefix + pg_ctl + ["-m", "fast", "stop"]
     try:
@@ -75,7 +81,7 @@ def main():
                            STARLING_PG_USER=user,
                            STARLING_PG_STOP=shlex.join(stop) + " >/dev/null",
                            STARLING_PG_START=shlex.join(start) + " >/dev/null")
-        return subprocess.run(sys.argv[1:], env=environment,
+        return subprocess.run(command, env=environment,
                               timeout=COMMAND_TIMEOUT_SECONDS).returncode
     finally:
         subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
