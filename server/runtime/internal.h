@@ -61,7 +61,9 @@ enum rx_op {
     RX_OP_ACCEPT_CANCEL,   /* cancel of the multishot accepts at shutdown */
     RX_OP_CONNECT_INSTALL, /* files_update of an outbound socket (pointer) */
     RX_OP_CONNECT,         /* connect on the fixed file (pointer) */
-    RX_OP_CONNECT_CANCEL   /* cancel of a connect (timeout, shutdown) */
+    RX_OP_CONNECT_CANCEL,  /* cancel of a connect (timeout, shutdown) */
+    RX_OP_POLL,            /* rx_poll_add (pointer) */
+    RX_OP_POLL_CANCEL      /* poll_remove of an rx_poll (pointer) */
 };
 
 #define RX_USER_DATA_POINTER_MASK ((UINT64_C(1) << 56) - 1)
@@ -172,6 +174,7 @@ typedef struct rx_conn_chunk {
 
 struct rx_reactor {
     rx_runtime *runtime;
+    struct rx_poll *polls; /* pending rx_poll_add requests (poll.c) */
     unsigned index;
     pthread_t thread;
     struct io_uring ring;
@@ -290,6 +293,11 @@ void rx_conn_schedule_timer(rx_conn *conn);
 void rx_conn_service(rx_conn *conn);
 void rx_conn_op_done(rx_conn *conn);
 void rx_conn_shutdown(rx_conn *conn);
+
+/* Descriptor polls (poll.c): a completion of RX_OP_POLL or
+ * RX_OP_POLL_CANCEL; free_all drops what is left when the ring is gone. */
+void rx_poll_on_cqe(rx_reactor *reactor, enum rx_op op, uint64_t user_data, int result);
+void rx_reactor_polls_free_all(rx_reactor *reactor);
 
 /* Outbound connects (connect.c). run opens queued sockets (bounded per
  * iteration); the completions come back through on_cqe; shutdown cancels

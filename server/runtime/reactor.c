@@ -428,6 +428,10 @@ static void dispatch(rx_reactor *reactor, const struct io_uring_cqe *cqe)
     case RX_OP_CONNECT_CANCEL:
         rx_connect_on_cqe(reactor, op, user_data, cqe->res);
         break;
+    case RX_OP_POLL:
+    case RX_OP_POLL_CANCEL:
+        rx_poll_on_cqe(reactor, op, user_data, cqe->res);
+        break;
     case RX_OP_MOVE_SEND:
         rx_conn_move_sent(reactor, slot, cqe->res);
         break;

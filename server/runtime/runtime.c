@@ -420,6 +420,7 @@ static void reactor_destroy(rx_runtime *runtime, rx_reactor *reactor)
     }
     /* After the ring is gone, so the kernel no longer writes to requests. */
     rx_reactor_connects_free_all(reactor);
+    rx_reactor_polls_free_all(reactor);
     rx_conn_free_all_chunks(reactor);
     rx_reactor_free_send_contexts(reactor);
     free(reactor->slots);

@@ -326,6 +326,29 @@ void rx_timer_arm(rx_timer *timer, uint64_t delay_ms);
 void rx_timer_cancel(rx_timer *timer);
 bool rx_timer_armed(const rx_timer *timer);
 
+/* ------------------------------------------------------- descriptor polls */
+
+/* Readiness of a descriptor the runtime does not own (a database client's
+ * socket, an eventfd), watched on the calling reactor's ring with a
+ * one-shot IORING_OP_POLL_ADD. The callback runs once, on that reactor,
+ * during a later loop iteration, with the poll(2) bits that are ready
+ * (POLLIN, POLLOUT, POLLERR, POLLHUP) or a negative errno when the poll
+ * failed; the handle is gone after it returns (arm again for more). */
+typedef struct rx_poll rx_poll;
+typedef void rx_poll_fn(void *argument, int events);
+
+/* On a reactor thread: watches fd (borrowed: keep it open until the
+ * callback ran or the poll was cancelled) for events (POLLIN and/or
+ * POLLOUT). Returns a handle owned by the runtime, or NULL (not on a
+ * reactor, no memory). */
+rx_poll *rx_poll_add(int fd, unsigned events, rx_poll_fn *callback, void *argument);
+
+/* On the reactor that added it, before its callback ran: the callback will
+ * not run; the handle is freed once the kernel lets go of the request. */
+void rx_poll_cancel(rx_poll *poll);
+
+/* Polls pending when their reactor exits are dropped without a callback. */
+
 /* ---------------------------------------------------------------- mailboxes */
 
 typedef struct rx_message rx_message;
