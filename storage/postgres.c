@@ -128,22 +128,33 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
                                 "(SELECT id FROM users WHERE domain = $1 AND localpart = $2)",
 };
 
-typedef struct pg_driver {
+typedef struct pg_driver pg_driver;
+
+/* One connection and the storage thread that drives it. */
+typedef struct pg_link {
+    pg_driver *driver;
+    PGconn *connection;
+    bool prepared; /* the statements exist on this connection */
+    bool broken;   /* the connection failed during this batch */
+    int64_t retry_at_ms;
+    unsigned backoff_ms;
+    char down_reason[LIMIT_STORAGE_REASON_BYTES];
+    bool thread_started;
+    pthread_t thread;
+    storage_request **batch; /* capacity entries */
+} pg_link;
+
+struct pg_driver {
     storage *owner;
     const char *keys[CONNECTION_KEYS + 3]; /* NULL-terminated, for libpq */
     char *values[CONNECTION_KEYS + 3];
     char where[160]; /* "host:port/dbname" for messages */
     bool group_commit;
     unsigned capacity;
-    PGconn *connection;
-    bool prepared;   /* the statements exist on this connection */
-    bool broken;     /* the connection failed during this batch */
-    int64_t retry_at_ms;
-    unsigned backoff_ms;
-    char down_reason[LIMIT_STORAGE_REASON_BYTES];
     unsigned schema_version;
-    bool thread_started;
-    pthread_t thread;
+    unsigned link_count;
+    pg_link links[LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX];
+    bool serving; /* every link's thread started */
 
     pthread_mutex_t mutex; /* guards the queue and closing */
     pthread_cond_t wake;
@@ -151,13 +162,14 @@ typedef struct pg_driver {
     unsigned head;
     unsigned count;
     bool closing;
-    storage_request **batch; /* the storage thread's, capacity entries */
+    /* storage_request_complete is called from one thread at a time. */
+    pthread_mutex_t completing;
 
     atomic_uint_fast64_t operations;
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t batches;
     atomic_uint_fast64_t busy_refusals;
-} pg_driver;
+};
 
 static const char *const hash_names[] = {"SHA-1", "SHA-256", "SHA-512"};
 
@@ -232,66 +244,66 @@ static bool decode_int64(const PGresult *result, int row, int column, int64_t *v
 /* ------------------------------------------------------------- the socket */
 
 /* Marks the connection broken (the batch's operations will fail). */
-static void connection_break(pg_driver *driver)
+static void connection_break(pg_link *link)
 {
-    if (!driver->broken) {
+    if (!link->broken) {
         char line[LIMIT_STORAGE_REASON_BYTES];
-        snprintf(driver->down_reason, sizeof driver->down_reason, "%s",
-                 first_line(PQerrorMessage(driver->connection), line, sizeof line));
+        snprintf(link->down_reason, sizeof link->down_reason, "%s",
+                 first_line(PQerrorMessage(link->connection), line, sizeof line));
     }
-    driver->broken = true;
+    link->broken = true;
 }
 
 /* Flushes what libpq holds and waits, until deadline, for the socket to be
  * readable (or writable while output is pending), then reads. */
-static bool connection_wait(pg_driver *driver, int64_t deadline_ms)
+static bool connection_wait(pg_link *link, int64_t deadline_ms)
 {
-    int flushed = PQflush(driver->connection);
+    int flushed = PQflush(link->connection);
     if (flushed < 0) {
         return false;
     }
     int64_t left = deadline_ms - monotonic_ms();
     if (left <= 0) {
-        snprintf(driver->down_reason, sizeof driver->down_reason,
+        snprintf(link->down_reason, sizeof link->down_reason,
                  "no answer within %u ms", (unsigned)LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
-        driver->broken = true;
+        link->broken = true;
         return false;
     }
-    struct pollfd poller = {.fd = PQsocket(driver->connection),
+    struct pollfd poller = {.fd = PQsocket(link->connection),
                             .events = (short)(POLLIN | (flushed == 1 ? POLLOUT : 0))};
     int ready = poll(&poller, 1, (int)left);
     if (ready < 0) {
         return true; /* EINTR: go round */
     }
     return (poller.revents & (POLLIN | POLLERR | POLLHUP)) == 0 ||
-           PQconsumeInput(driver->connection) != 0;
+           PQconsumeInput(link->connection) != 0;
 }
 
 /* The next result of the pipeline, NULL between queries; NULL with
- * driver->broken when the connection failed or timed out. */
-static PGresult *result_next(pg_driver *driver, int64_t deadline_ms)
+ * link->broken when the connection failed or timed out. */
+static PGresult *result_next(pg_link *link, int64_t deadline_ms)
 {
-    while (!driver->broken && PQisBusy(driver->connection)) {
-        if (!connection_wait(driver, deadline_ms)) {
-            connection_break(driver);
+    while (!link->broken && PQisBusy(link->connection)) {
+        if (!connection_wait(link, deadline_ms)) {
+            connection_break(link);
         }
     }
-    return driver->broken ? NULL : PQgetResult(driver->connection);
+    return link->broken ? NULL : PQgetResult(link->connection);
 }
 
 /* One query's result (its terminating NULL consumed); NULL when broken. */
-static PGresult *query_collect(pg_driver *driver, int64_t deadline_ms)
+static PGresult *query_collect(pg_link *link, int64_t deadline_ms)
 {
-    PGresult *result = result_next(driver, deadline_ms);
+    PGresult *result = result_next(link, deadline_ms);
     if (result == NULL) {
-        connection_break(driver);
+        connection_break(link);
         return NULL;
     }
     PGresult *extra;
-    while ((extra = result_next(driver, deadline_ms)) != NULL) {
+    while ((extra = result_next(link, deadline_ms)) != NULL) {
         PQclear(extra);
     }
-    if (driver->broken) {
+    if (link->broken) {
         PQclear(result);
         return NULL;
     }
@@ -299,11 +311,11 @@ static PGresult *query_collect(pg_driver *driver, int64_t deadline_ms)
 }
 
 /* Reads up to the Sync's result; false when broken. */
-static bool sync_collect(pg_driver *driver, int64_t deadline_ms)
+static bool sync_collect(pg_link *link, int64_t deadline_ms)
 {
     for (;;) {
-        PGresult *result = result_next(driver, deadline_ms);
-        if (driver->broken) {
+        PGresult *result = result_next(link, deadline_ms);
+        if (link->broken) {
             return false;
         }
         if (result != NULL && PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
@@ -316,10 +328,10 @@ static bool sync_collect(pg_driver *driver, int64_t deadline_ms)
 
 /* Connects without blocking past LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
  * the connection is left non-blocking, in pipeline mode. */
-static bool connection_start(pg_driver *driver)
+static bool connection_start(pg_link *link)
 {
     PGconn *connection =
-        PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
+        PQconnectStartParams(link->driver->keys, (const char *const *)link->driver->values, 0);
     int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
     while (connection != NULL && PQstatus(connection) != CONNECTION_BAD &&
@@ -337,7 +349,7 @@ static bool connection_start(pg_driver *driver)
     char line[LIMIT_STORAGE_REASON_BYTES];
     if (connection == NULL || state != PGRES_POLLING_OK || PQsetnonblocking(connection, 1) != 0 ||
         PQenterPipelineMode(connection) != 1) {
-        snprintf(driver->down_reason, sizeof driver->down_reason, "%s",
+        snprintf(link->down_reason, sizeof link->down_reason, "%s",
                  connection == NULL            ? "out of memory"
                  : state == PGRES_POLLING_OK   ? "cannot enter pipeline mode"
                  : state == PGRES_POLLING_FAILED ? first_line(PQerrorMessage(connection), line,
@@ -347,9 +359,9 @@ static bool connection_start(pg_driver *driver)
         return false;
     }
     PQsetNoticeProcessor(connection, notice_ignore, NULL);
-    driver->connection = connection;
-    driver->prepared = false;
-    driver->broken = false;
+    link->connection = connection;
+    link->prepared = false;
+    link->broken = false;
     return true;
 }
 
@@ -410,7 +422,7 @@ static void parameter_credentials(parameters *p, const storage_request *request)
 }
 
 /* Queues the request's statement on the pipeline. */
-static bool operation_send(pg_driver *driver, const storage_request *request)
+static bool operation_send(pg_link *link, const storage_request *request)
 {
     parameters p = {.count = 0};
     statement_id id = STATEMENT_USER_COUNT_ALL;
@@ -454,7 +466,7 @@ static bool operation_send(pg_driver *driver, const storage_request *request)
         parameter_text(&p, request->localpart);
         break;
     }
-    return PQsendQueryPrepared(driver->connection, statement_names[id], p.count, p.values,
+    return PQsendQueryPrepared(link->connection, statement_names[id], p.count, p.values,
                                p.lengths, p.formats, 1) == 1;
 }
 
@@ -593,13 +605,13 @@ static void operation_reset(storage_request *request)
 /* ------------------------------------------------------------------ batches */
 
 /* Sends the PREPAREs when this connection has none yet. */
-static bool statements_send(pg_driver *driver)
+static bool statements_send(pg_link *link)
 {
-    if (driver->prepared) {
+    if (link->prepared) {
         return true;
     }
     for (unsigned i = 0; i < STATEMENT_COUNT; i++) {
-        if (PQsendPrepare(driver->connection, statement_names[i], statement_sql[i], 0, NULL) != 1) {
+        if (PQsendPrepare(link->connection, statement_names[i], statement_sql[i], 0, NULL) != 1) {
             return false;
         }
     }
@@ -607,14 +619,14 @@ static bool statements_send(pg_driver *driver)
 }
 
 /* Reads the PREPAREs' results; false with reason when one failed. */
-static bool statements_collect(pg_driver *driver, int64_t deadline, char *reason, size_t size)
+static bool statements_collect(pg_link *link, int64_t deadline, char *reason, size_t size)
 {
-    if (driver->prepared) {
+    if (link->prepared) {
         return true;
     }
     bool ok = true;
     for (unsigned i = 0; i < STATEMENT_COUNT; i++) {
-        PGresult *result = query_collect(driver, deadline);
+        PGresult *result = query_collect(link, deadline);
         if (result == NULL) {
             return false;
         }
@@ -629,34 +641,34 @@ static bool statements_collect(pg_driver *driver, int64_t deadline, char *reason
     return ok;
 }
 
-static bool command_send(pg_driver *driver, const char *sql)
+static bool command_send(pg_link *link, const char *sql)
 {
-    return PQsendQueryParams(driver->connection, sql, 0, NULL, NULL, NULL, NULL, 1) == 1;
+    return PQsendQueryParams(link->connection, sql, 0, NULL, NULL, NULL, NULL, 1) == 1;
 }
 
 /* Sends batch[0..count) as one transaction: BEGIN, ops, COMMIT, Sync.
  * Returns true when it committed; false when an operation failed or the
- * connection broke (driver->broken) and the transaction did not commit. */
-static bool batch_grouped(pg_driver *driver, storage_request **batch, unsigned count,
+ * connection broke (link->broken) and the transaction did not commit. */
+static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count,
                           char *reason, size_t size)
 {
-    atomic_fetch_add(&driver->batches, 1);
-    bool sent = statements_send(driver) && command_send(driver, "BEGIN");
+    atomic_fetch_add(&link->driver->batches, 1);
+    bool sent = statements_send(link) && command_send(link, "BEGIN");
     for (unsigned i = 0; i < count && sent; i++) {
-        sent = operation_send(driver, batch[i]);
+        sent = operation_send(link, batch[i]);
     }
-    if (!sent || !command_send(driver, "COMMIT") || PQpipelineSync(driver->connection) != 1) {
-        connection_break(driver);
+    if (!sent || !command_send(link, "COMMIT") || PQpipelineSync(link->connection) != 1) {
+        connection_break(link);
         return false;
     }
     int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_BATCH_MS;
-    bool ok = statements_collect(driver, deadline, reason, size);
-    driver->prepared = ok;
-    PGresult *result = query_collect(driver, deadline);
+    bool ok = statements_collect(link, deadline, reason, size);
+    link->prepared = ok;
+    PGresult *result = query_collect(link, deadline);
     ok = ok && result != NULL && PQresultStatus(result) == PGRES_COMMAND_OK;
     PQclear(result);
-    for (unsigned i = 0; i < count && !driver->broken; i++) {
-        result = query_collect(driver, deadline);
+    for (unsigned i = 0; i < count && !link->broken; i++) {
+        result = query_collect(link, deadline);
         if (result != NULL) {
             operation_read(batch[i], result);
             if (PQresultStatus(result) != PGRES_TUPLES_OK) {
@@ -668,7 +680,7 @@ static bool batch_grouped(pg_driver *driver, storage_request **batch, unsigned c
         }
         PQclear(result);
     }
-    result = driver->broken ? NULL : query_collect(driver, deadline);
+    result = link->broken ? NULL : query_collect(link, deadline);
     if (result != NULL && PQresultStatus(result) != PGRES_COMMAND_OK && ok) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         snprintf(reason, size, "commit: %.200s",
@@ -677,7 +689,7 @@ static bool batch_grouped(pg_driver *driver, storage_request **batch, unsigned c
     }
     ok = ok && result != NULL;
     PQclear(result);
-    if (!sync_collect(driver, deadline)) {
+    if (!sync_collect(link, deadline)) {
         return false;
     }
     return ok;
@@ -687,22 +699,22 @@ static bool batch_grouped(pg_driver *driver, storage_request **batch, unsigned c
  * (op, Sync, op, Sync, ...), all in one round trip. Operations whose Sync
  * was read are final; on a broken connection the rest are not. Returns how
  * many are final. */
-static unsigned batch_singly(pg_driver *driver, storage_request **batch, unsigned count)
+static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned count)
 {
-    atomic_fetch_add(&driver->batches, count);
-    bool sent = statements_send(driver) && (driver->prepared || PQpipelineSync(driver->connection));
+    atomic_fetch_add(&link->driver->batches, count);
+    bool sent = statements_send(link) && (link->prepared || PQpipelineSync(link->connection));
     for (unsigned i = 0; i < count && sent; i++) {
-        sent = operation_send(driver, batch[i]) && PQpipelineSync(driver->connection) == 1;
+        sent = operation_send(link, batch[i]) && PQpipelineSync(link->connection) == 1;
     }
     if (!sent) {
-        connection_break(driver);
+        connection_break(link);
         return 0;
     }
     int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_BATCH_MS;
-    if (!driver->prepared) {
+    if (!link->prepared) {
         char reason[LIMIT_STORAGE_REASON_BYTES] = "";
-        bool ok = statements_collect(driver, deadline, reason, sizeof reason);
-        if (!sync_collect(driver, deadline)) {
+        bool ok = statements_collect(link, deadline, reason, sizeof reason);
+        if (!sync_collect(link, deadline)) {
             return 0;
         }
         if (!ok) {
@@ -711,17 +723,17 @@ static unsigned batch_singly(pg_driver *driver, storage_request **batch, unsigne
             }
             return count; /* the ops' own results follow: drop the connection */
         }
-        driver->prepared = true;
+        link->prepared = true;
     }
     unsigned final = 0;
     for (unsigned i = 0; i < count; i++) {
-        PGresult *result = query_collect(driver, deadline);
+        PGresult *result = query_collect(link, deadline);
         if (result == NULL) {
             return final;
         }
         operation_read(batch[i], result);
         PQclear(result);
-        if (!sync_collect(driver, deadline)) {
+        if (!sync_collect(link, deadline)) {
             return final;
         }
         final++;
@@ -731,39 +743,39 @@ static unsigned batch_singly(pg_driver *driver, storage_request **batch, unsigne
 
 /* Runs a batch on the connection (connecting first when due); every
  * request ends with its result set. */
-static void batch_run(pg_driver *driver, storage_request **batch, unsigned count)
+static void batch_run(pg_link *link, storage_request **batch, unsigned count)
 {
     int64_t now = monotonic_ms();
-    if (driver->connection == NULL && now >= driver->retry_at_ms) {
-        if (connection_start(driver)) {
-            driver->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    if (link->connection == NULL && now >= link->retry_at_ms) {
+        if (connection_start(link)) {
+            link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
         } else {
-            driver->retry_at_ms = now + driver->backoff_ms;
-            driver->backoff_ms = driver->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+            link->retry_at_ms = now + link->backoff_ms;
+            link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
                                      ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                                     : driver->backoff_ms * 2;
+                                     : link->backoff_ms * 2;
         }
     }
     unsigned final = 0;
-    if (driver->connection != NULL) {
+    if (link->connection != NULL) {
         char reason[LIMIT_STORAGE_REASON_BYTES] = "";
-        bool committed = driver->group_commit && count > 1 &&
-                         batch_grouped(driver, batch, count, reason, sizeof reason);
+        bool committed = link->driver->group_commit && count > 1 &&
+                         batch_grouped(link, batch, count, reason, sizeof reason);
         if (committed) {
             final = count;
-        } else if (!driver->broken) {
+        } else if (!link->broken) {
             for (unsigned i = 0; i < count; i++) {
                 operation_reset(batch[i]);
             }
-            final = batch_singly(driver, batch, count);
-            if (final == count && !driver->prepared) {
-                driver->broken = true; /* the statements could not be prepared */
+            final = batch_singly(link, batch, count);
+            if (final == count && !link->prepared) {
+                link->broken = true; /* the statements could not be prepared */
             }
         }
-        if (driver->broken) {
-            PQfinish(driver->connection);
-            driver->connection = NULL;
-            driver->retry_at_ms = monotonic_ms();
+        if (link->broken) {
+            PQfinish(link->connection);
+            link->connection = NULL;
+            link->retry_at_ms = monotonic_ms();
         }
     }
     for (unsigned i = final; i < count; i++) {
@@ -771,13 +783,14 @@ static void batch_run(pg_driver *driver, storage_request **batch, unsigned count
         batch[i]->result.name_count = 0;
         batch[i]->result.more = false;
         storage_request_fail(batch[i], STORAGE_UNAVAILABLE, "database unavailable: %s",
-                             driver->down_reason);
+                             link->down_reason);
     }
 }
 
 static void *storage_thread(void *argument)
 {
-    pg_driver *driver = argument;
+    pg_link *link = argument;
+    pg_driver *driver = link->driver;
     pthread_mutex_lock(&driver->mutex);
     for (;;) {
         while (driver->count == 0 && !driver->closing) {
@@ -788,22 +801,28 @@ static void *storage_thread(void *argument)
         }
         unsigned taken = driver->group_commit ? driver->count : 1;
         for (unsigned i = 0; i < taken; i++) {
-            driver->batch[i] = driver->queue[driver->head];
+            link->batch[i] = driver->queue[driver->head];
             driver->head = (driver->head + 1) % driver->capacity;
         }
         driver->count -= taken;
+        if (driver->count > 0) {
+            pthread_cond_signal(&driver->wake); /* another link may take the rest */
+        }
         pthread_mutex_unlock(&driver->mutex);
 
-        batch_run(driver, driver->batch, taken);
+        batch_run(link, link->batch, taken);
         atomic_fetch_add(&driver->operations, taken);
+        pthread_mutex_lock(&driver->completing);
         for (unsigned i = 0; i < taken; i++) {
-            if (driver->batch[i]->result.status != STORAGE_OK) {
+            if (link->batch[i]->result.status != STORAGE_OK) {
                 atomic_fetch_add(&driver->failed, 1);
             }
-            storage_request_complete(driver->batch[i]);
+            storage_request_complete(link->batch[i]);
         }
+        pthread_mutex_unlock(&driver->completing);
         pthread_mutex_lock(&driver->mutex);
     }
+    pthread_cond_signal(&driver->wake); /* the other links see closing too */
     pthread_mutex_unlock(&driver->mutex);
     return NULL;
 }
@@ -815,7 +834,9 @@ static void driver_free(pg_driver *driver)
     for (size_t i = 0; i < sizeof driver->values / sizeof driver->values[0]; i++) {
         free(driver->values[i]);
     }
-    free(driver->batch);
+    for (unsigned i = 0; i < LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX; i++) {
+        free(driver->links[i].batch);
+    }
     free(driver->queue);
     free(driver);
 }
@@ -831,9 +852,16 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
     const char *given[CONNECTION_KEYS] = {0};
     bool group_commit = true;
     unsigned long capacity = LIMIT_STORAGE_QUEUE_REQUESTS;
+    unsigned long connections = 1;
     for (size_t i = 0; i < option_count; i++) {
         const char *key = options[i].key, *value = options[i].value;
         bool known = false;
+        if (strcmp(key, "connections") == 0) {
+            char *end = NULL;
+            connections = strtoul(value, &end, 10);
+            known = end != value && *end == '\0' && value[0] != '-' && connections >= 1 &&
+                    connections <= LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX;
+        }
         for (size_t k = 0; k < CONNECTION_KEYS; k++) {
             if (strcmp(key, connection_keys[k]) == 0) {
                 given[k] = value;
@@ -869,8 +897,14 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
     ok = ok && (driver->values[n++] = strdup(timeout)) != NULL;
     driver->keys[n] = "application_name";
     ok = ok && (driver->values[n++] = strdup("starling")) != NULL;
-    if (!ok || (driver->queue = calloc(capacity, sizeof *driver->queue)) == NULL ||
-        (driver->batch = calloc(capacity, sizeof *driver->batch)) == NULL) {
+    for (unsigned i = 0; i < connections; i++) {
+        pg_link *link = &driver->links[i];
+        link->driver = driver;
+        link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+        snprintf(link->down_reason, sizeof link->down_reason, "not connected yet");
+        ok = ok && (link->batch = calloc(capacity, sizeof *link->batch)) != NULL;
+    }
+    if (!ok || (driver->queue = calloc(capacity, sizeof *driver->queue)) == NULL) {
         driver_free(driver);
         snprintf(error, error_size, "postgresql: out of memory");
         return STORAGE_NOMEM;
@@ -882,8 +916,9 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
     driver->owner = owner;
     driver->group_commit = group_commit;
     driver->capacity = (unsigned)capacity;
-    driver->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    driver->link_count = (unsigned)connections;
     pthread_mutex_init(&driver->mutex, NULL);
+    pthread_mutex_init(&driver->completing, NULL);
     pthread_cond_init(&driver->wake, NULL);
     *state = driver;
     return STORAGE_OK;
@@ -893,7 +928,7 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
 static bool exec_ok(pg_driver *driver, const char *sql, char *error, size_t error_size,
                     PGresult **out)
 {
-    PGresult *result = PQexec(driver->connection, sql);
+    PGresult *result = PQexec(driver->links[0].connection, sql);
     ExecStatusType status = PQresultStatus(result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
@@ -960,39 +995,65 @@ static storage_status migrate(pg_driver *driver, char *error, size_t error_size)
     return STORAGE_OK;
 }
 
+/* Stops and joins the links' threads that were started. */
+static void links_stop(pg_driver *driver)
+{
+    pthread_mutex_lock(&driver->mutex);
+    driver->closing = true;
+    pthread_cond_broadcast(&driver->wake);
+    pthread_mutex_unlock(&driver->mutex);
+    for (unsigned i = 0; i < driver->link_count; i++) {
+        pg_link *link = &driver->links[i];
+        if (link->thread_started) {
+            pthread_join(link->thread, NULL);
+            link->thread_started = false;
+        }
+        PQfinish(link->connection);
+        link->connection = NULL;
+    }
+}
+
+/* Connects link 0 (blocking), migrates on it, makes it non-blocking in
+ * pipeline mode and starts every link's thread; the other links connect
+ * when their first batch comes. */
 static storage_status pg_open(void *state, char *error, size_t error_size)
 {
     pg_driver *driver = state;
-    driver->connection =
-        PQconnectdbParams(driver->keys, (const char *const *)driver->values, 0);
-    if (driver->connection == NULL || PQstatus(driver->connection) != CONNECTION_OK) {
+    pg_link *first = &driver->links[0];
+    first->connection = PQconnectdbParams(driver->keys, (const char *const *)driver->values, 0);
+    if (first->connection == NULL || PQstatus(first->connection) != CONNECTION_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         snprintf(error, error_size, "postgresql %s: cannot connect: %s", driver->where,
-                 first_line(driver->connection != NULL ? PQerrorMessage(driver->connection)
-                                                       : "out of memory",
+                 first_line(first->connection != NULL ? PQerrorMessage(first->connection)
+                                                      : "out of memory",
                             line, sizeof line));
-        PQfinish(driver->connection);
-        driver->connection = NULL;
+        PQfinish(first->connection);
+        first->connection = NULL;
         return STORAGE_UNAVAILABLE;
     }
-    PQsetNoticeProcessor(driver->connection, notice_ignore, NULL);
+    PQsetNoticeProcessor(first->connection, notice_ignore, NULL);
     storage_status status = migrate(driver, error, error_size);
-    if (status == STORAGE_OK && (PQsetnonblocking(driver->connection, 1) != 0 ||
-                                 PQenterPipelineMode(driver->connection) != 1)) {
+    if (status == STORAGE_OK && (PQsetnonblocking(first->connection, 1) != 0 ||
+                                 PQenterPipelineMode(first->connection) != 1)) {
         snprintf(error, error_size, "postgresql %s: cannot enter pipeline mode", driver->where);
         status = STORAGE_ERROR;
     }
-    if (status == STORAGE_OK &&
-        pthread_create(&driver->thread, NULL, storage_thread, driver) != 0) {
-        snprintf(error, error_size, "postgresql: cannot start the storage thread");
-        status = STORAGE_ERROR;
+    for (unsigned i = 0; i < driver->link_count && status == STORAGE_OK; i++) {
+        pg_link *link = &driver->links[i];
+        link->thread_started = pthread_create(&link->thread, NULL, storage_thread, link) == 0;
+        if (!link->thread_started) {
+            snprintf(error, error_size, "postgresql: cannot start a storage thread");
+            status = STORAGE_ERROR;
+        }
     }
     if (status != STORAGE_OK) {
-        PQfinish(driver->connection);
-        driver->connection = NULL;
+        links_stop(driver);
+        return status;
     }
-    driver->thread_started = status == STORAGE_OK;
-    return status;
+    pthread_mutex_lock(&driver->mutex);
+    driver->serving = true;
+    pthread_mutex_unlock(&driver->mutex);
+    return STORAGE_OK;
 }
 
 static storage_status pg_submit(void *state, storage_request *request)
@@ -1000,7 +1061,7 @@ static storage_status pg_submit(void *state, storage_request *request)
     pg_driver *driver = state;
     storage_status status = STORAGE_OK;
     pthread_mutex_lock(&driver->mutex);
-    if (driver->closing || !driver->thread_started) {
+    if (driver->closing || !driver->serving) {
         status = STORAGE_CLOSED;
     } else if (driver->count == driver->capacity) {
         atomic_fetch_add(&driver->busy_refusals, 1);
@@ -1036,16 +1097,10 @@ static unsigned pg_schema_version(void *state)
 static void pg_close(void *state)
 {
     pg_driver *driver = state;
-    pthread_mutex_lock(&driver->mutex);
-    driver->closing = true;
-    pthread_cond_signal(&driver->wake);
-    pthread_mutex_unlock(&driver->mutex);
-    if (driver->thread_started) {
-        pthread_join(driver->thread, NULL);
-    }
-    PQfinish(driver->connection);
+    links_stop(driver);
     pthread_cond_destroy(&driver->wake);
     pthread_mutex_destroy(&driver->mutex);
+    pthread_mutex_destroy(&driver->completing);
     driver_free(driver);
 }
 

@@ -13,6 +13,8 @@
  * (none hung, none lost); some failed while the database was down; what
  * the database holds lies between what was acknowledged and what was
  * submitted (a batch whose COMMIT answer was lost may have committed).
+ * An optional argument gives the driver's `connections` option (the pool
+ * size; 1 by default).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +52,7 @@ static atomic_uint succeeded;
 static atomic_uint refused;
 static atomic_bool restarted;
 static storage *handle;
+static const char *connections = "1";
 
 static void notice_ignore(void *argument, const char *message)
 {
@@ -204,6 +207,7 @@ static void test_restart_mid_stream(void)
     storage_option options[] = {
         {"host", getenv("STARLING_PG_HOST")}, {"port", getenv("STARLING_PG_PORT")},
         {"user", getenv("STARLING_PG_USER")}, {"dbname", "postgres"}, {"sslmode", "disable"},
+        {"connections", connections},
     };
     rx_options rx;
     rx_options_init(&rx);
@@ -212,7 +216,7 @@ static void test_restart_mid_stream(void)
     rx_runtime *runtime = rx_runtime_create(&rx);
     rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
     char error[256] = "";
-    handle = producer != NULL ? storage_create("postgresql", options, 5, runtime, error,
+    handle = producer != NULL ? storage_create("postgresql", options, 6, runtime, error,
                                                sizeof error)
                               : NULL;
     CHECK(handle != NULL);
@@ -287,6 +291,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "run me through tests/storage/pg_cluster.py (STARLING_PG_* unset)\n");
         return 1;
     }
-    harness_run("restart_mid_stream", test_restart_mid_stream, argc > 1 ? argv[1] : NULL);
+    if (argc > 1) {
+        connections = argv[1];
+    }
+    fprintf(stderr, "%s connection(s)\n", connections);
+    harness_run("restart_mid_stream", test_restart_mid_stream, NULL);
     return harness_finish();
 }
