@@ -1,10 +1,11 @@
 /*
  * postgres.c: the PostgreSQL driver (libpq, pipeline mode).
  *
- * One non-blocking connection in pipeline mode, driven by one storage
- * thread. Reactors (and waiter threads) put requests in a bounded queue
- * under a mutex held for a few pointer moves, exactly as for SQLite; the
- * thread takes everything queued at once and sends it as one pipeline:
+ * A small pool (option connections, 1 by default) of non-blocking
+ * connections in pipeline mode, each driven by its own storage thread.
+ * Reactors (and waiter threads) put requests in one bounded queue under a
+ * mutex held for a few pointer moves, exactly as for SQLite; a free thread
+ * takes everything queued at once and sends it as one pipeline:
  *
  *   BEGIN, op 1, op 2, ..., op n, COMMIT, Sync      (one round trip)
  *
@@ -35,7 +36,10 @@
  * submissions are never held while the database is down). Statements are
  * prepared again on each new connection, in the first pipeline it sends.
  *
- * Migrations run at storage_open on the same connection while it is still
+ * Completions go through storage_request_complete under a mutex: the
+ * runtime producer it posts with is single-threaded.
+ *
+ * Migrations run at storage_open on the first connection while it is still
  * blocking, inside one transaction holding a transaction-level advisory
  * lock, so two starlings opening one database migrate it once.
  */
