@@ -1,10 +1,11 @@
 """pg_cluster: runs a command against a private PostgreSQL cluster.
 
-    pg_cluster.py [--fsync] COMMAND [ARGS...]
+    pg_cluster.py [--fsync] [--tls] COMMAND [ARGS...]
 
 Creates a temporary directory, initdb's a cluster in it (trust
 authentication, no fsync unless --fsync, which benchmarks use so that a
-commit costs what it costs in production), starts postgres listening only on
+commit costs what it costs in production; with --tls the server also
+accepts TLS, with a self-signed certificate made by the openssl CLI), starts postgres listening only on
 127.0.0.1 at a free port (no Unix socket outside the directory), waits
 (bounded) until it accepts connections, runs COMMAND with STARLING_PG_HOST,
 STARLING_PG_PORT, STARLING_PG_USER set, plus STARLING_PG_STOP and
@@ -50,11 +51,13 @@ def free_port():
 def main():
     command = sys.argv[1:]
     fsync = "off"
-    if command[:1] == ["--fsync"]:
-        fsync = "on"
+    tls = False
+    while command[:1] in (["--fsync"], ["--tls"]):
+        fsync = "on" if command[0] == "--fsync" else fsync
+        tls = tls or command[0] == "--tls"
         command = command[1:]
     if not command:
-        print("usage: pg_cluster.py [--fsync] COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: pg_cluster.py [--fsync] [--tls] COMMAND [ARGS...]", file=sys.stderr)
         return 2
     bindir = binaries()
     as_root = os.geteuid() == 0
@@ -63,12 +66,24 @@ def main():
     work = tempfile.mkdtemp(prefix="starling-pg-")
     data = os.path.join(work, "data")
     port = free_port()
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", os.path.join(work, "server.key"),
+                        "-out", os.path.join(work, "server.crt")],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=START_WAIT_SECONDS)
+        os.chmod(os.path.join(work, "server.key"), 0o600)
     if as_root:
+        for name in os.listdir(work):
+            shutil.chown(os.path.join(work, name), "postgres", "postgres")
         shutil.chown(work, "postgres", "postgres")
     pg_ctl = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "log"), "-w",
               "-t", str(START_WAIT_SECONDS)]
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
                f"-c unix_socket_directories={work} -c fsync={fsync} -c max_connections=50")
+    if tls:
+        options += (f" -c ssl=on -c ssl_cert_file={work}/server.crt"
+                    f" -c ssl_key_file={work}/server.key")
     start = prefix + pg_ctl + ["-o", options, "start"]
     stop = prefix + pg_ctl + ["-m", "fast", "stop"]
     try:

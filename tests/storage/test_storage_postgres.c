@@ -4,13 +4,16 @@
  * tests/storage/pg_cluster.py started on loopback (STARLING_PG_HOST,
  * STARLING_PG_PORT, STARLING_PG_USER). The fixture's own connections (raw
  * SQL, holding the lock the driver's writes wait on) are plain libpq
- * connections to the same database.
+ * connections to the same database. The case "tls" (run with
+ * pg_cluster.py --tls) checks that sslmode=require gives the driver's
+ * connections TLS.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/harness.h"
 #include "tests/storage/storage_suite.h"
 
 static const char *host, *port, *user;
@@ -115,6 +118,43 @@ static void writes_unblock(void)
     blocker = NULL;
 }
 
+static void tls_done(void *context, const storage_result *result)
+{
+    *(int *)context = (int)result->status;
+}
+
+/* sslmode=require: an operation succeeds and every connection the
+ * driver holds (application_name starling) is encrypted. */
+static void test_tls(void)
+{
+    CHECK(database_fresh());
+    storage_option list[8];
+    size_t count = options(list, 8, NULL);
+    list[count - 1] = (storage_option){"sslmode", "require"}; /* replaces disable */
+    char error[256] = "";
+    storage *handle = storage_create("postgresql", list, count, NULL, error, sizeof error);
+    bool opened = handle != NULL && storage_open(handle, error, sizeof error) == STORAGE_OK;
+    CHECK(opened);
+    if (!opened) {
+        fprintf(stderr, "tls: %s\n", error);
+        storage_close(handle);
+        return;
+    }
+    storage_waiter *waiter = storage_waiter_create();
+    storage_waiter_attach(waiter);
+    int status = -1;
+    CHECK(storage_user_count(handle, NULL, tls_done, &status) == STORAGE_OK);
+    CHECK(storage_waiter_run(waiter, 20000) == 1);
+    CHECK(status == STORAGE_OK);
+    CHECK(query_number("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                       "USING (pid) WHERE a.application_name = 'starling' AND s.ssl") == 1);
+    CHECK(query_number("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                       "USING (pid) WHERE a.application_name = 'starling' AND NOT s.ssl") == 0);
+    storage_close(handle);
+    storage_waiter_attach(NULL);
+    storage_waiter_destroy(waiter);
+}
+
 int main(int argc, char **argv)
 {
     host = getenv("STARLING_PG_HOST");
@@ -133,5 +173,9 @@ int main(int argc, char **argv)
         .writes_block = writes_block,
         .writes_unblock = writes_unblock,
     };
+    if (argc > 1 && strcmp(argv[1], "tls") == 0) {
+        harness_run("tls", test_tls, NULL);
+        return harness_finish();
+    }
     return storage_suite_run(&fixture, argc > 1 ? argv[1] : NULL);
 }
