@@ -89,6 +89,11 @@ void storage_request_fail(storage_request *request, storage_status status, const
  * the driver, from one thread at a time (it owns the runtime producer). */
 void storage_request_complete(storage_request *request);
 
+/* Runs a finished request's callback (transferred) on the calling thread,
+ * which must be the submitting reactor: for a driver whose connection that
+ * reactor owns. Never call it from within the submission itself. */
+void storage_request_complete_here(storage_request *request);
+
 /* Allocates result->names for count rows of total string bytes (including
  * terminators); returns the string area or NULL. */
 char *storage_request_names_alloc(storage_request *request, size_t count, size_t bytes);

@@ -148,8 +148,14 @@ typedef struct pg_link {
     storage_request **batch; /* capacity entries */
 } pg_link;
 
+typedef struct pg_local pg_local;
+
 struct pg_driver {
     storage *owner;
+    bool reactor_connections;           /* reactors own their connections */
+    pg_local *locals[LIMIT_REACTORS_MAX]; /* made lazily, each on its reactor */
+    unsigned outstanding;               /* reactor-path work not finished (mutex) */
+    pthread_cond_t drained;
     const char *keys[CONNECTION_KEYS + 3]; /* NULL-terminated, for libpq */
     char *values[CONNECTION_KEYS + 3];
     char where[160]; /* "host:port/dbname" for messages */
@@ -831,6 +837,436 @@ static void *storage_thread(void *argument)
     return NULL;
 }
 
+/* ---------------------------------------------------- reactor connections */
+
+/* A reactor's own connection: requests submitted on that reactor in one
+ * loop iteration go out as one pipeline from a message the reactor posts
+ * to itself (so never inline from the submission); the socket is watched
+ * with rx_poll_add on the reactor's ring; results are read as they come,
+ * against the plan of what was sent; completions run on the reactor. */
+typedef enum plan_kind { PLAN_PREPARE, PLAN_BEGIN, PLAN_OP, PLAN_COMMIT, PLAN_SYNC } plan_kind;
+
+struct pg_local {
+    pg_link link; /* connection, prepared, broken, retry and back-off */
+    unsigned index;
+    bool connecting;
+    PostgresPollingStatusType connect_state;
+    rx_poll *poll;
+    rx_timer timer; /* the connect or batch deadline */
+    bool flush_scheduled;
+    storage_request **pending; /* submitted, not sent; capacity entries */
+    unsigned pending_count;
+    unsigned batch_count; /* in link.batch */
+    bool in_flight;
+    bool grouped;
+    unsigned prepares; /* PREPAREs at the head of the plan */
+    unsigned step;
+    bool awaiting_null;
+    bool ok;
+    bool prepare_failed;
+    unsigned final; /* singly: operations whose Sync was read */
+};
+
+static void outstanding_add(pg_driver *driver, int delta)
+{
+    pthread_mutex_lock(&driver->mutex);
+    driver->outstanding = (unsigned)((int)driver->outstanding + delta);
+    if (driver->outstanding == 0) {
+        pthread_cond_broadcast(&driver->drained);
+    }
+    pthread_mutex_unlock(&driver->mutex);
+}
+
+static void local_flush_message(const rx_message *message);
+
+static void local_schedule_flush(pg_local *local)
+{
+    if (local->flush_scheduled || local->pending_count == 0) {
+        return;
+    }
+    rx_message message = {.function = local_flush_message, .pointer = local};
+    outstanding_add(local->link.driver, 1);
+    if (rx_post(local->index, &message) == RX_OK) {
+        local->flush_scheduled = true;
+    } else {
+        outstanding_add(local->link.driver, -1); /* the next submission retries */
+    }
+}
+
+/* Delivers the batch: the first `final` with their results, the rest
+ * unavailable; then carries on with what is pending. */
+static void local_complete(pg_local *local, unsigned final)
+{
+    pg_driver *driver = local->link.driver;
+    unsigned count = local->batch_count;
+    storage_request **batch = local->link.batch;
+    for (unsigned i = final; i < count; i++) {
+        batch[i]->result.count = 0;
+        batch[i]->result.name_count = 0;
+        batch[i]->result.more = false;
+        storage_request_fail(batch[i], STORAGE_UNAVAILABLE, "database unavailable: %s",
+                             local->link.down_reason);
+    }
+    local->batch_count = 0;
+    local->in_flight = false;
+    atomic_fetch_add(&driver->operations, count);
+    local_schedule_flush(local);
+    for (unsigned i = 0; i < count; i++) {
+        if (batch[i]->result.status != STORAGE_OK) {
+            atomic_fetch_add(&driver->failed, 1);
+        }
+        storage_request_complete_here(batch[i]);
+    }
+    outstanding_add(driver, -(int)count);
+}
+
+static void local_ready(void *argument, int events);
+
+static void local_arm(pg_local *local, unsigned events)
+{
+    local->poll = rx_poll_add(PQsocket(local->link.connection), events, local_ready, local);
+    if (local->poll == NULL) {
+        snprintf(local->link.down_reason, sizeof local->link.down_reason, "cannot poll");
+        local->link.broken = true;
+    }
+}
+
+static void local_drop(pg_local *local)
+{
+    rx_poll_cancel(local->poll);
+    local->poll = NULL;
+    rx_timer_cancel(&local->timer);
+    PQfinish(local->link.connection);
+    local->link.connection = NULL;
+    local->connecting = false;
+}
+
+static void local_connect_failed(pg_local *local, const char *reason)
+{
+    pg_link *link = &local->link;
+    snprintf(link->down_reason, sizeof link->down_reason, "%s", reason);
+    local_drop(local);
+    int64_t now = monotonic_ms();
+    link->retry_at_ms = now + link->backoff_ms;
+    link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                           ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                           : link->backoff_ms * 2;
+    local_complete(local, 0);
+}
+
+/* Sends the batch (grouped: one transaction; else op, Sync, ...) and
+ * starts reading. */
+static void local_send(pg_local *local, bool grouped)
+{
+    pg_link *link = &local->link;
+    unsigned count = local->batch_count;
+    local->grouped = grouped;
+    local->prepares = link->prepared ? 0 : STATEMENT_COUNT;
+    local->step = 0;
+    local->awaiting_null = false;
+    local->ok = true;
+    local->prepare_failed = false;
+    local->final = 0;
+    local->in_flight = true;
+    atomic_fetch_add(&link->driver->batches, grouped ? 1 : count);
+    bool sent = statements_send(link);
+    if (sent && !grouped && local->prepares > 0) {
+        sent = PQpipelineSync(link->connection) == 1;
+    }
+    sent = sent && (!grouped || command_send(link, "BEGIN"));
+    for (unsigned i = 0; i < count && sent; i++) {
+        sent = operation_send(link, link->batch[i]) &&
+               (grouped || PQpipelineSync(link->connection) == 1);
+    }
+    sent = sent && (!grouped || (command_send(link, "COMMIT") &&
+                                 PQpipelineSync(link->connection) == 1));
+    int flushed = sent ? PQflush(link->connection) : -1;
+    if (flushed < 0) {
+        connection_break(link);
+        local_drop(local);
+        link->retry_at_ms = monotonic_ms();
+        local_complete(local, 0);
+        return;
+    }
+    rx_timer_arm(&local->timer, LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
+    local_arm(local, POLLIN | (flushed == 1 ? POLLOUT : 0));
+}
+
+/* What the plan expects at step, and for PLAN_OP which operation. */
+static plan_kind local_plan(const pg_local *local, unsigned step, unsigned *op)
+{
+    if (step < local->prepares) {
+        return PLAN_PREPARE;
+    }
+    step -= local->prepares;
+    if (local->grouped) {
+        *op = step - 1;
+        return step == 0                            ? PLAN_BEGIN
+               : step <= local->batch_count         ? PLAN_OP
+               : step == local->batch_count + 1     ? PLAN_COMMIT
+                                                    : PLAN_SYNC;
+    }
+    if (local->prepares > 0) {
+        if (step == 0) {
+            return PLAN_SYNC;
+        }
+        step--;
+    }
+    *op = step / 2;
+    return step % 2 == 0 ? PLAN_OP : PLAN_SYNC;
+}
+
+static unsigned local_plan_length(const pg_local *local)
+{
+    return local->prepares + (local->grouped ? local->batch_count + 3
+                                             : (local->prepares > 0) + 2 * local->batch_count);
+}
+
+/* Takes one result (NULL: the end of a query's results) against the plan;
+ * false when it was not what the plan expects next (wait for more). */
+static bool local_result(pg_local *local, PGresult *result)
+{
+    if (local->awaiting_null) {
+        if (result == NULL) {
+            local->awaiting_null = false;
+            local->step++;
+        }
+        PQclear(result);
+        return true;
+    }
+    if (result == NULL) {
+        return false;
+    }
+    unsigned op = 0;
+    plan_kind kind = local_plan(local, local->step, &op);
+    ExecStatusType status = PQresultStatus(result);
+    if (kind == PLAN_SYNC) {
+        if (status == PGRES_PIPELINE_SYNC) {
+            if (!local->grouped && local->step > local->prepares) {
+                local->final = op + 1;
+            }
+            local->step++;
+        }
+        PQclear(result);
+        return true;
+    }
+    if (kind == PLAN_OP) {
+        operation_read(local->link.batch[op], result);
+        local->ok = local->ok && status == PGRES_TUPLES_OK;
+    } else if (status != PGRES_COMMAND_OK) {
+        local->prepare_failed = local->prepare_failed || kind == PLAN_PREPARE;
+        if (local->ok) {
+            char line[LIMIT_STORAGE_REASON_BYTES];
+            snprintf(local->link.down_reason, sizeof local->link.down_reason, "%s",
+                     first_line(PQresultErrorMessage(result), line, sizeof line));
+        }
+        local->ok = false;
+    }
+    local->awaiting_null = true;
+    PQclear(result);
+    return true;
+}
+
+/* The plan has been read to its end, or the connection broke. */
+static void local_batch_end(pg_local *local)
+{
+    pg_link *link = &local->link;
+    rx_timer_cancel(&local->timer);
+    rx_poll_cancel(local->poll);
+    local->poll = NULL;
+    if (local->prepare_failed) {
+        /* The statements cannot be prepared (a schema gone wrong): drop
+         * the connection, fail the batch, and try afresh next time. */
+        connection_break(link);
+        local->final = 0;
+    } else if (local->prepares > 0 && !link->broken) {
+        link->prepared = true;
+    }
+    if (link->broken) {
+        unsigned final = local->grouped ? 0 : local->final;
+        local_drop(local);
+        link->retry_at_ms = monotonic_ms();
+        local_complete(local, final);
+        return;
+    }
+    if (local->grouped && !local->ok) {
+        /* One operation failed: again, each in its own transaction. */
+        for (unsigned i = 0; i < local->batch_count; i++) {
+            operation_reset(link->batch[i]);
+        }
+        local_send(local, false);
+        return;
+    }
+    local_complete(local, local->grouped ? local->batch_count : local->final);
+}
+
+static void local_connected(pg_local *local)
+{
+    pg_link *link = &local->link;
+    rx_timer_cancel(&local->timer);
+    local->connecting = false;
+    if (PQsetnonblocking(link->connection, 1) != 0 ||
+        PQenterPipelineMode(link->connection) != 1) {
+        local_connect_failed(local, "cannot enter pipeline mode");
+        return;
+    }
+    PQsetNoticeProcessor(link->connection, notice_ignore, NULL);
+    link->prepared = false;
+    link->broken = false;
+    link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    local_send(local, link->driver->group_commit && local->batch_count > 1);
+}
+
+static void local_ready(void *argument, int events)
+{
+    pg_local *local = argument;
+    pg_link *link = &local->link;
+    local->poll = NULL;
+    if (local->connecting) {
+        local->connect_state = PQconnectPoll(link->connection);
+        if (local->connect_state == PGRES_POLLING_OK) {
+            local_connected(local);
+        } else if (local->connect_state == PGRES_POLLING_FAILED) {
+            char line[LIMIT_STORAGE_REASON_BYTES];
+            local_connect_failed(local, first_line(PQerrorMessage(link->connection), line,
+                                                   sizeof line));
+        } else {
+            local_arm(local, local->connect_state == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+        }
+        return;
+    }
+    if (!local->in_flight) {
+        return;
+    }
+    int flushed = PQflush(link->connection);
+    if (events < 0 || flushed < 0 ||
+        ((events & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(link->connection) == 0)) {
+        connection_break(link);
+    }
+    unsigned length = local_plan_length(local);
+    bool progress = true;
+    while (progress && !link->broken && local->step < length && !PQisBusy(link->connection)) {
+        progress = local_result(local, PQgetResult(link->connection));
+        if (PQstatus(link->connection) == CONNECTION_BAD) {
+            connection_break(link);
+        }
+    }
+    if (link->broken || local->step >= length) {
+        local_batch_end(local);
+        return;
+    }
+    local_arm(local, POLLIN | (flushed == 1 ? POLLOUT : 0));
+    if (link->broken) {
+        local_batch_end(local);
+    }
+}
+
+static void local_timeout(rx_timer *timer, void *argument)
+{
+    (void)timer;
+    pg_local *local = argument;
+    if (local->connecting) {
+        local_connect_failed(local, "connection timed out");
+        return;
+    }
+    snprintf(local->link.down_reason, sizeof local->link.down_reason, "no answer within %u ms",
+             (unsigned)LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
+    local->link.broken = true;
+    local_batch_end(local);
+}
+
+/* Takes the pending requests as the next batch and sends it, connecting
+ * first when needed. */
+static void local_start(pg_local *local)
+{
+    pg_link *link = &local->link;
+    pg_driver *driver = link->driver;
+    if (local->in_flight || local->connecting || local->pending_count == 0) {
+        return;
+    }
+    unsigned taken = driver->group_commit ? local->pending_count : 1;
+    memcpy(link->batch, local->pending, taken * sizeof *link->batch);
+    memmove(local->pending, local->pending + taken,
+            (local->pending_count - taken) * sizeof *local->pending);
+    local->pending_count -= taken;
+    local->batch_count = taken;
+    if (link->connection != NULL) {
+        local_send(local, driver->group_commit && taken > 1);
+        return;
+    }
+    if (monotonic_ms() < link->retry_at_ms) {
+        local_complete(local, 0);
+        return;
+    }
+    link->connection =
+        PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
+    if (link->connection == NULL || PQstatus(link->connection) == CONNECTION_BAD) {
+        char line[LIMIT_STORAGE_REASON_BYTES];
+        local_connect_failed(local, link->connection == NULL
+                                        ? "out of memory"
+                                        : first_line(PQerrorMessage(link->connection), line,
+                                                     sizeof line));
+        return;
+    }
+    local->connecting = true;
+    local->in_flight = true;
+    rx_timer_arm(&local->timer, LIMIT_STORAGE_POSTGRESQL_CONNECT_MS);
+    local_arm(local, POLLOUT);
+    if (local->poll == NULL) {
+        local_connect_failed(local, "cannot poll the connection");
+    }
+}
+
+static void local_flush_message(const rx_message *message)
+{
+    pg_local *local = message->pointer;
+    pg_driver *driver = local->link.driver;
+    local->flush_scheduled = false;
+    local_start(local);
+    outstanding_add(driver, -1);
+}
+
+/* On the submitting reactor: queue for this iteration's pipeline. */
+static storage_status local_submit(pg_driver *driver, storage_request *request)
+{
+    unsigned index = request->reactor_index;
+    pg_local *local = driver->locals[index];
+    if (local == NULL) {
+        local = calloc(1, sizeof *local);
+        if (local == NULL || (local->pending = calloc(driver->capacity, sizeof *local->pending)) ==
+                                 NULL ||
+            (local->link.batch = calloc(driver->capacity, sizeof *local->link.batch)) == NULL) {
+            if (local != NULL) {
+                free(local->pending);
+            }
+            free(local);
+            return STORAGE_NOMEM;
+        }
+        local->index = index;
+        local->link.driver = driver;
+        local->link.backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+        snprintf(local->link.down_reason, sizeof local->link.down_reason, "not connected yet");
+        rx_timer_init(&local->timer, local_timeout, local);
+        driver->locals[index] = local;
+    }
+    if (local->pending_count + local->batch_count >= driver->capacity) {
+        atomic_fetch_add(&driver->busy_refusals, 1);
+        return STORAGE_BUSY;
+    }
+    pthread_mutex_lock(&driver->mutex);
+    bool closing = driver->closing || !driver->serving;
+    if (!closing) {
+        driver->outstanding++;
+    }
+    pthread_mutex_unlock(&driver->mutex);
+    if (closing) {
+        return STORAGE_CLOSED;
+    }
+    local->pending[local->pending_count++] = request;
+    local_schedule_flush(local);
+    return STORAGE_OK;
+}
+
 /* ------------------------------------------------------------------ driver */
 
 static void driver_free(pg_driver *driver)
@@ -857,9 +1293,14 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
     bool group_commit = true;
     unsigned long capacity = LIMIT_STORAGE_QUEUE_REQUESTS;
     unsigned long connections = 1;
+    bool reactor_connections = true;
     for (size_t i = 0; i < option_count; i++) {
         const char *key = options[i].key, *value = options[i].value;
         bool known = false;
+        if (strcmp(key, "reactor_connections") == 0) {
+            reactor_connections = strcmp(value, "on") == 0;
+            known = reactor_connections || strcmp(value, "off") == 0;
+        }
         if (strcmp(key, "connections") == 0) {
             char *end = NULL;
             connections = strtoul(value, &end, 10);
@@ -921,6 +1362,8 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
     driver->group_commit = group_commit;
     driver->capacity = (unsigned)capacity;
     driver->link_count = (unsigned)connections;
+    driver->reactor_connections = reactor_connections;
+    pthread_cond_init(&driver->drained, NULL);
     pthread_mutex_init(&driver->mutex, NULL);
     pthread_mutex_init(&driver->completing, NULL);
     pthread_cond_init(&driver->wake, NULL);
@@ -1063,6 +1506,9 @@ static storage_status pg_open(void *state, char *error, size_t error_size)
 static storage_status pg_submit(void *state, storage_request *request)
 {
     pg_driver *driver = state;
+    if (driver->reactor_connections && request->waiter == NULL) {
+        return local_submit(driver, request);
+    }
     storage_status status = STORAGE_OK;
     pthread_mutex_lock(&driver->mutex);
     if (driver->closing || !driver->serving) {
@@ -1101,7 +1547,26 @@ static unsigned pg_schema_version(void *state)
 static void pg_close(void *state)
 {
     pg_driver *driver = state;
+    /* The reactors finish what they hold (each batch is bounded by
+     * LIMIT_STORAGE_POSTGRESQL_BATCH_MS); then no message, poll or timer
+     * of theirs refers to a local any more. */
+    pthread_mutex_lock(&driver->mutex);
+    driver->closing = true;
+    while (driver->outstanding > 0) {
+        pthread_cond_wait(&driver->drained, &driver->mutex);
+    }
+    pthread_mutex_unlock(&driver->mutex);
+    for (unsigned i = 0; i < LIMIT_REACTORS_MAX; i++) {
+        pg_local *local = driver->locals[i];
+        if (local != NULL) {
+            PQfinish(local->link.connection);
+            free(local->link.batch);
+            free(local->pending);
+            free(local);
+        }
+    }
     links_stop(driver);
+    pthread_cond_destroy(&driver->drained);
     pthread_cond_destroy(&driver->wake);
     pthread_mutex_destroy(&driver->mutex);
     pthread_mutex_destroy(&driver->completing);

@@ -244,6 +244,11 @@ char *storage_request_names_alloc(storage_request *request, size_t count, size_t
     return (char *)(request->names + count);
 }
 
+void storage_request_complete_here(storage_request *request)
+{
+    request_run_callback(request);
+}
+
 /* Runs on the submitting reactor. */
 static void deliver_on_reactor(const rx_message *message)
 {
