@@ -7,7 +7,7 @@
  * mutex held for a few pointer moves, exactly as for SQLite; a free thread
  * takes everything queued at once and sends it as one pipeline:
  *
- *   BEGIN, op 1, op 2, ..., op n, COMMIT, Sync      (one round trip)
+ *   op 1, op 2, ..., op n, Sync      (one round trip, one transaction)
  *
  * Every operation is one prepared statement written so that its expected
  * outcomes (a duplicate user, a missing user) are rows, not errors: user
@@ -26,7 +26,7 @@
  *
  * Connection loss: the operations of the batch in flight complete with
  * STORAGE_UNAVAILABLE ("database unavailable: ..."); an operation whose
- * COMMIT (or Sync, alone) was not acknowledged is reported unavailable
+ * Sync (its commit) was not acknowledged is reported unavailable
  * even though the server may have applied it, as with any client of a
  * server database. The thread reconnects (PQconnectStartParams /
  * PQconnectPoll, non-blocking, bounded) when the next batch arrives; a
@@ -320,9 +320,11 @@ static PGresult *query_collect(pg_link *link, int64_t deadline_ms)
     return result;
 }
 
-/* Reads up to the Sync's result; false when broken. */
-static bool sync_collect(pg_link *link, int64_t deadline_ms)
+/* Reads up to the Sync's result; false when broken. *clean (may be NULL)
+ * is false when an error came before it (the commit at the Sync failed). */
+static bool sync_collect(pg_link *link, int64_t deadline_ms, bool *clean)
 {
+    bool error = false;
     for (;;) {
         PGresult *result = result_next(link, deadline_ms);
         if (link->broken) {
@@ -330,8 +332,12 @@ static bool sync_collect(pg_link *link, int64_t deadline_ms)
         }
         if (result != NULL && PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
             PQclear(result);
+            if (clean != NULL) {
+                *clean = !error;
+            }
             return true;
         }
+        error = error || (result != NULL && PQresultStatus(result) == PGRES_FATAL_ERROR);
         PQclear(result);
     }
 }
@@ -651,34 +657,28 @@ static bool statements_collect(pg_link *link, int64_t deadline, char *reason, si
     return ok;
 }
 
-static bool command_send(pg_link *link, const char *sql)
-{
-    return PQsendQueryParams(link->connection, sql, 0, NULL, NULL, NULL, NULL, 1) == 1;
-}
-
-/* Sends batch[0..count) as one transaction: BEGIN, ops, COMMIT, Sync.
+/* Sends batch[0..count) as one transaction: the operations, then Sync
+ * (in pipeline mode what lies between two Syncs is one implicit
+ * transaction, committed at the Sync, rolled back whole on an error).
  * Returns true when it committed; false when an operation failed or the
  * connection broke (link->broken) and the transaction did not commit. */
 static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count,
                           char *reason, size_t size)
 {
     atomic_fetch_add(&link->driver->batches, 1);
-    bool sent = statements_send(link) && command_send(link, "BEGIN");
+    bool sent = statements_send(link);
     for (unsigned i = 0; i < count && sent; i++) {
         sent = operation_send(link, batch[i]);
     }
-    if (!sent || !command_send(link, "COMMIT") || PQpipelineSync(link->connection) != 1) {
+    if (!sent || PQpipelineSync(link->connection) != 1) {
         connection_break(link);
         return false;
     }
     int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_BATCH_MS;
     bool ok = statements_collect(link, deadline, reason, size);
     link->prepared = ok;
-    PGresult *result = query_collect(link, deadline);
-    ok = ok && result != NULL && PQresultStatus(result) == PGRES_COMMAND_OK;
-    PQclear(result);
     for (unsigned i = 0; i < count && !link->broken; i++) {
-        result = query_collect(link, deadline);
+        PGresult *result = query_collect(link, deadline);
         if (result != NULL) {
             operation_read(batch[i], result);
             if (PQresultStatus(result) != PGRES_TUPLES_OK) {
@@ -690,19 +690,11 @@ static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count
         }
         PQclear(result);
     }
-    result = link->broken ? NULL : query_collect(link, deadline);
-    if (result != NULL && PQresultStatus(result) != PGRES_COMMAND_OK && ok) {
-        char line[LIMIT_STORAGE_REASON_BYTES];
-        snprintf(reason, size, "commit: %.200s",
-                 first_line(PQresultErrorMessage(result), line, sizeof line));
-        ok = false;
-    }
-    ok = ok && result != NULL;
-    PQclear(result);
-    if (!sync_collect(link, deadline)) {
+    bool committed = false;
+    if (!sync_collect(link, deadline, &committed)) {
         return false;
     }
-    return ok;
+    return ok && committed;
 }
 
 /* Sends batch[0..count) with each operation its own implicit transaction
@@ -724,7 +716,7 @@ static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned co
     if (!link->prepared) {
         char reason[LIMIT_STORAGE_REASON_BYTES] = "";
         bool ok = statements_collect(link, deadline, reason, sizeof reason);
-        if (!sync_collect(link, deadline)) {
+        if (!sync_collect(link, deadline, NULL)) {
             return 0;
         }
         if (!ok) {
@@ -743,7 +735,7 @@ static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned co
         }
         operation_read(batch[i], result);
         PQclear(result);
-        if (!sync_collect(link, deadline)) {
+        if (!sync_collect(link, deadline, NULL)) {
             return final;
         }
         final++;
@@ -844,7 +836,7 @@ static void *storage_thread(void *argument)
  * to itself (so never inline from the submission); the socket is watched
  * with rx_poll_add on the reactor's ring; results are read as they come,
  * against the plan of what was sent; completions run on the reactor. */
-typedef enum plan_kind { PLAN_PREPARE, PLAN_BEGIN, PLAN_OP, PLAN_COMMIT, PLAN_SYNC } plan_kind;
+typedef enum plan_kind { PLAN_PREPARE, PLAN_OP, PLAN_SYNC } plan_kind;
 
 struct pg_local {
     pg_link link; /* connection, prepared, broken, retry and back-off */
@@ -864,6 +856,7 @@ struct pg_local {
     bool awaiting_null;
     bool ok;
     bool prepare_failed;
+    bool last_was_null; /* two NULLs in a row: wait for more input */
     unsigned final; /* singly: operations whose Sync was read */
 };
 
@@ -964,6 +957,7 @@ static void local_send(pg_local *local, bool grouped)
     local->prepares = link->prepared ? 0 : STATEMENT_COUNT;
     local->step = 0;
     local->awaiting_null = false;
+    local->last_was_null = false;
     local->ok = true;
     local->prepare_failed = false;
     local->final = 0;
@@ -973,13 +967,11 @@ static void local_send(pg_local *local, bool grouped)
     if (sent && !grouped && local->prepares > 0) {
         sent = PQpipelineSync(link->connection) == 1;
     }
-    sent = sent && (!grouped || command_send(link, "BEGIN"));
     for (unsigned i = 0; i < count && sent; i++) {
         sent = operation_send(link, link->batch[i]) &&
                (grouped || PQpipelineSync(link->connection) == 1);
     }
-    sent = sent && (!grouped || (command_send(link, "COMMIT") &&
-                                 PQpipelineSync(link->connection) == 1));
+    sent = sent && (!grouped || PQpipelineSync(link->connection) == 1);
     int flushed = sent ? PQflush(link->connection) : -1;
     if (flushed < 0) {
         connection_break(link);
@@ -1000,11 +992,8 @@ static plan_kind local_plan(const pg_local *local, unsigned step, unsigned *op)
     }
     step -= local->prepares;
     if (local->grouped) {
-        *op = step - 1;
-        return step == 0                            ? PLAN_BEGIN
-               : step <= local->batch_count         ? PLAN_OP
-               : step == local->batch_count + 1     ? PLAN_COMMIT
-                                                    : PLAN_SYNC;
+        *op = step;
+        return step < local->batch_count ? PLAN_OP : PLAN_SYNC;
     }
     if (local->prepares > 0) {
         if (step == 0) {
@@ -1018,7 +1007,7 @@ static plan_kind local_plan(const pg_local *local, unsigned step, unsigned *op)
 
 static unsigned local_plan_length(const pg_local *local)
 {
-    return local->prepares + (local->grouped ? local->batch_count + 3
+    return local->prepares + (local->grouped ? local->batch_count + 1
                                              : (local->prepares > 0) + 2 * local->batch_count);
 }
 
@@ -1035,8 +1024,11 @@ static bool local_result(pg_local *local, PGresult *result)
         return true;
     }
     if (result == NULL) {
-        return false;
+        bool progress = !local->last_was_null;
+        local->last_was_null = true;
+        return progress;
     }
+    local->last_was_null = false;
     unsigned op = 0;
     plan_kind kind = local_plan(local, local->step, &op);
     ExecStatusType status = PQresultStatus(result);
@@ -1046,6 +1038,13 @@ static bool local_result(pg_local *local, PGresult *result)
                 local->final = op + 1;
             }
             local->step++;
+        } else if (status == PGRES_FATAL_ERROR) {
+            local->ok = false; /* the commit at the Sync failed */
+            if (!local->grouped && local->step > local->prepares) {
+                char line[LIMIT_STORAGE_REASON_BYTES];
+                storage_request_fail(local->link.batch[op], STORAGE_ERROR, "commit: %.200s",
+                                     first_line(PQresultErrorMessage(result), line, sizeof line));
+            }
         }
         PQclear(result);
         return true;
@@ -1145,6 +1144,7 @@ static void local_ready(void *argument, int events)
     }
     unsigned length = local_plan_length(local);
     bool progress = true;
+    local->last_was_null = false;
     while (progress && !link->broken && local->step < length && !PQisBusy(link->connection)) {
         progress = local_result(local, PQgetResult(link->connection));
         if (PQstatus(link->connection) == CONNECTION_BAD) {

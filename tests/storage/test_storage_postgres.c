@@ -4,14 +4,20 @@
  * tests/storage/pg_cluster.py started on loopback (STARLING_PG_HOST,
  * STARLING_PG_PORT, STARLING_PG_USER). The fixture's own connections (raw
  * SQL, holding the lock the driver's writes wait on) are plain libpq
- * connections to the same database. The case "tls" (run with
+ * connections to the same database. STARLING_PG_REACTOR_CONNECTIONS=off
+ * runs everything on the driver's thread pool instead of the reactors' own
+ * connections. The case "error_isolated" checks that an unexpected SQL
+ * error in a grouped pipeline fails that operation alone; the case "tls" (run with
  * pg_cluster.py --tls) checks that sslmode=require gives the driver's
  * connections TLS.
  */
 #include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/harness.h"
 #include "tests/storage/storage_suite.h"
@@ -74,6 +80,10 @@ static size_t options(storage_option *out, size_t capacity, const storage_option
     out[count++] = (storage_option){"user", user};
     out[count++] = (storage_option){"dbname", dbname};
     out[count++] = (storage_option){"sslmode", "disable"};
+    if (getenv("STARLING_PG_REACTOR_CONNECTIONS") != NULL && count < capacity) {
+        out[count++] = (storage_option){"reactor_connections",
+                                        getenv("STARLING_PG_REACTOR_CONNECTIONS")};
+    }
     if (extra != NULL && count < capacity) {
         out[count++] = *extra;
     }
@@ -130,7 +140,11 @@ static void test_tls(void)
     CHECK(database_fresh());
     storage_option list[8];
     size_t count = options(list, 8, NULL);
-    list[count - 1] = (storage_option){"sslmode", "require"}; /* replaces disable */
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(list[i].key, "sslmode") == 0) {
+            list[i].value = "require";
+        }
+    }
     char error[256] = "";
     storage *handle = storage_create("postgresql", list, count, NULL, error, sizeof error);
     bool opened = handle != NULL && storage_open(handle, error, sizeof error) == STORAGE_OK;
@@ -155,6 +169,89 @@ static void test_tls(void)
     storage_waiter_destroy(waiter);
 }
 
+/* ------------------------------------------------------- error_isolated */
+
+#define ISOLATED_OPS 9u
+
+static atomic_int isolated_status[ISOLATED_OPS];
+static atomic_uint isolated_done;
+
+static void isolated_record(void *context, const storage_result *result)
+{
+    atomic_store(&isolated_status[(uintptr_t)context], (int)result->status);
+    if (result->status != STORAGE_OK) {
+        fprintf(stderr, "op %u: %s\n", (unsigned)(uintptr_t)context, result->reason);
+    }
+    atomic_fetch_add(&isolated_done, 1);
+}
+
+/* On the reactor: nine inserts in one iteration, every third with a
+ * stanza PostgreSQL refuses (invalid UTF-8 in a TEXT column). */
+static void isolated_submit(const rx_message *message)
+{
+    storage *handle = message->pointer;
+    for (uintptr_t i = 0; i < ISOLATED_OPS; i++) {
+        const char *stanza = i % 3 == 1 ? "<m>\xff</m>" : "<m>ok</m>";
+        if (storage_offline_insert(handle, "example.org", "alice", 1, stanza, strlen(stanza),
+                                   isolated_record, (void *)i) != STORAGE_OK) {
+            atomic_store(&isolated_status[i], -2);
+            atomic_fetch_add(&isolated_done, 1);
+        }
+    }
+}
+
+static void test_error_isolated(void)
+{
+    CHECK(database_fresh());
+    rx_options rx;
+    rx_options_init(&rx);
+    rx.reactors = 1;
+    rx.handle_signals = false;
+    rx_runtime *runtime = rx_runtime_create(&rx);
+    rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
+    storage_option list[8];
+    size_t count = options(list, 8, NULL);
+    char error[256] = "";
+    storage *handle = producer != NULL ? storage_create("postgresql", list, count, runtime, error,
+                                                        sizeof error)
+                                       : NULL;
+    bool opened = handle != NULL && storage_open(handle, error, sizeof error) == STORAGE_OK;
+    CHECK(opened);
+    if (!opened) {
+        fprintf(stderr, "error_isolated: %s\n", error);
+        storage_close(handle);
+        rx_runtime_destroy(runtime);
+        return;
+    }
+    CHECK(execute("INSERT INTO users (domain, localpart, created_at_us) "
+                  "VALUES ('example.org', 'alice', 0)"));
+    CHECK(rx_runtime_start(runtime) == RX_OK);
+    rx_message message = {.function = isolated_submit, .pointer = handle};
+    CHECK(rx_producer_post(producer, 0, &message) == RX_OK);
+    unsigned long long deadline = harness_now_ms() + 20000;
+    while (atomic_load(&isolated_done) < ISOLATED_OPS && harness_now_ms() < deadline) {
+        usleep(1000);
+    }
+    CHECK(atomic_load(&isolated_done) == ISOLATED_OPS);
+    unsigned wrong = 0;
+    for (unsigned i = 0; i < ISOLATED_OPS; i++) {
+        int expected = i % 3 == 1 ? STORAGE_ERROR : STORAGE_OK;
+        wrong += atomic_load(&isolated_status[i]) != expected;
+    }
+    CHECK(wrong == 0);
+    storage_stats stats;
+    storage_get_stats(handle, &stats);
+    fprintf(stderr, "%llu operations, %llu failed, %llu transactions\n",
+            (unsigned long long)stats.operations, (unsigned long long)stats.failed,
+            (unsigned long long)stats.batches);
+    CHECK(stats.failed == ISOLATED_OPS / 3);
+    storage_close(handle);
+    rx_runtime_stop(runtime);
+    rx_runtime_wait(runtime);
+    rx_runtime_destroy(runtime);
+    CHECK(query_number("SELECT count(*) FROM offline_messages") == ISOLATED_OPS - ISOLATED_OPS / 3);
+}
+
 int main(int argc, char **argv)
 {
     host = getenv("STARLING_PG_HOST");
@@ -173,6 +270,10 @@ int main(int argc, char **argv)
         .writes_block = writes_block,
         .writes_unblock = writes_unblock,
     };
+    if (argc > 1 && strcmp(argv[1], "error_isolated") == 0) {
+        harness_run("error_isolated", test_error_isolated, NULL);
+        return harness_finish();
+    }
     if (argc > 1 && strcmp(argv[1], "tls") == 0) {
         harness_run("tls", test_tls, NULL);
         return harness_finish();

@@ -13,8 +13,9 @@
  * (none hung, none lost); some failed while the database was down; what
  * the database holds lies between what was acknowledged and what was
  * submitted (a batch whose COMMIT answer was lost may have committed).
- * An optional argument gives the driver's `connections` option (the pool
- * size; 1 by default).
+ * An optional argument N runs the stream on the driver's thread pool of N
+ * connections (reactor_connections=off) instead of the reactors' own
+ * connections.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,6 +54,7 @@ static atomic_uint refused;
 static atomic_bool restarted;
 static storage *handle;
 static const char *connections = "1";
+static const char *reactor_connections = "on";
 
 static void notice_ignore(void *argument, const char *message)
 {
@@ -208,6 +210,7 @@ static void test_restart_mid_stream(void)
         {"host", getenv("STARLING_PG_HOST")}, {"port", getenv("STARLING_PG_PORT")},
         {"user", getenv("STARLING_PG_USER")}, {"dbname", "postgres"}, {"sslmode", "disable"},
         {"connections", connections},
+        {"reactor_connections", reactor_connections},
     };
     rx_options rx;
     rx_options_init(&rx);
@@ -216,7 +219,7 @@ static void test_restart_mid_stream(void)
     rx_runtime *runtime = rx_runtime_create(&rx);
     rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
     char error[256] = "";
-    handle = producer != NULL ? storage_create("postgresql", options, 6, runtime, error,
+    handle = producer != NULL ? storage_create("postgresql", options, 7, runtime, error,
                                                sizeof error)
                               : NULL;
     CHECK(handle != NULL);
@@ -293,8 +296,9 @@ int main(int argc, char **argv)
     }
     if (argc > 1) {
         connections = argv[1];
+        reactor_connections = "off";
     }
-    fprintf(stderr, "%s connection(s)\n", connections);
+    fprintf(stderr, "reactor connections %s, pool %s\n", reactor_connections, connections);
     harness_run("restart_mid_stream", test_restart_mid_stream, NULL);
     return harness_finish();
 }
