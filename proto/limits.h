@@ -278,10 +278,11 @@
 #define LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS 50u
 #define LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS 5000u
 
-/* Connections (each with its storage thread) one PostgreSQL storage
- * handle opens: option `connections`. Each takes what is queued when it is
- * free, so batches overlap; a handful saturate a server's commit path, and
- * every one is a backend process on the server. Over it: refused. */
+/* Connections of the PostgreSQL driver's thread pool (waiters, or every
+ * operation with reactor_connections=off), each with its storage thread:
+ * option `connections`. Each takes what is queued when it is free, so
+ * batches overlap; a handful saturate a server's commit path, and every
+ * one is a backend process on the server. Over it: refused. */
 #define LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX 16u
 
 #endif

@@ -1,47 +1,53 @@
 /*
  * postgres.c: the PostgreSQL driver (libpq, pipeline mode).
  *
- * A small pool (option connections, 1 by default) of non-blocking
- * connections in pipeline mode, each driven by its own storage thread.
- * Reactors (and waiter threads) put requests in one bounded queue under a
- * mutex held for a few pointer moves, exactly as for SQLite; a free thread
- * takes everything queued at once and sends it as one pipeline:
+ * Two paths share the statements and the way batches are sent:
+ *
+ *   - reactor-owned connections (operations submitted on a reactor, unless
+ *     reactor_connections=off): one connection per reactor, made lazily on
+ *     it; what the reactor submits in one loop iteration goes out as one
+ *     pipeline from a message the reactor posts to itself; the socket is
+ *     watched with rx_poll_add on the reactor's io_uring ring, results are
+ *     read as they arrive, and completions run on the reactor directly;
+ *   - a thread pool (waiters, or everything with reactor_connections=off):
+ *     `connections` connections, each driven by its own storage thread
+ *     with poll(2), sharing one bounded queue as SQLite's thread does.
+ *
+ * A batch is sent as
  *
  *   op 1, op 2, ..., op n, Sync      (one round trip, one transaction)
  *
- * Every operation is one prepared statement written so that its expected
+ * since what lies between two Syncs is one implicit transaction. Every
+ * operation is one prepared statement written so that its expected
  * outcomes (a duplicate user, a missing user) are rows, not errors: user
  * creation is INSERT ... ON CONFLICT DO NOTHING and reports the rows it
  * made, and so on. One unexpected error (invalid UTF-8 in a stanza, a
- * constraint a future migration adds) aborts the pipeline's transaction;
- * the batch is then sent again with each operation its own implicit
- * transaction (op 1, Sync, op 2, Sync, ...: still one round trip), so the
- * failing operation fails alone and the others commit. With group_commit
- * off every operation is its own round trip and transaction (kept for the
- * benchmark's comparison).
+ * constraint a future migration adds) aborts the transaction; the batch is
+ * then sent again with each operation its own implicit transaction (op 1,
+ * Sync, op 2, Sync, ...: still one round trip), so the failing operation
+ * fails alone and the others commit. With group_commit off every operation
+ * is its own round trip and transaction (for the benchmark's comparison).
  *
- * The thread waits on the socket with poll(2), flushing with PQflush while
- * libpq has output pending and reading with PQconsumeInput / PQisBusy /
- * PQgetResult; every wait is bounded by LIMIT_STORAGE_POSTGRESQL_BATCH_MS.
+ * Every wait is bounded: LIMIT_STORAGE_POSTGRESQL_BATCH_MS per batch,
+ * LIMIT_STORAGE_POSTGRESQL_CONNECT_MS per connection attempt.
  *
  * Connection loss: the operations of the batch in flight complete with
  * STORAGE_UNAVAILABLE ("database unavailable: ..."); an operation whose
- * Sync (its commit) was not acknowledged is reported unavailable
- * even though the server may have applied it, as with any client of a
- * server database. The thread reconnects (PQconnectStartParams /
- * PQconnectPoll, non-blocking, bounded) when the next batch arrives; a
+ * Sync (its commit) was not acknowledged is reported unavailable even
+ * though the server may have applied it, as with any client of a server
+ * database. The connection is made again when the next batch comes; a
  * failed attempt doubles the back-off from LIMIT_STORAGE_POSTGRESQL_
- * RECONNECT_MIN_MS up to ..._MAX_MS, and batches that arrive before the
- * next attempt is due fail at once with "database unavailable" (accepted
+ * RECONNECT_MIN_MS up to ..._MAX_MS, and batches that come before the next
+ * attempt is due fail at once with "database unavailable" (accepted
  * submissions are never held while the database is down). Statements are
  * prepared again on each new connection, in the first pipeline it sends.
  *
- * Completions go through storage_request_complete under a mutex: the
- * runtime producer it posts with is single-threaded.
+ * Thread-pool completions go through storage_request_complete under a
+ * mutex: the runtime producer it posts with is single-threaded.
  *
- * Migrations run at storage_open on the first connection while it is still
- * blocking, inside one transaction holding a transaction-level advisory
- * lock, so two starlings opening one database migrate it once.
+ * Migrations run at storage_open on the pool's first connection while it
+ * is still blocking, inside one transaction holding a transaction-level
+ * advisory lock, so two starlings opening one database migrate it once.
  */
 #include <libpq-fe.h>
 #include <poll.h>

@@ -1,8 +1,7 @@
 /*
  * storage.h: the storage interface, its public contract.
  *
- * A storage handle is made from a driver name ("sqlite" today, "postgresql"
- * later) and the driver's options. storage_open applies the schema's
+ * A storage handle is made from a driver name ("sqlite" or "postgresql") and the driver's options. storage_open applies the schema's
  * numbered migrations (refusing a database newer than this binary); after
  * that every operation is asynchronous:
  *
@@ -23,8 +22,9 @@
  * Where the callback runs (the completion target) depends on the
  * submitting thread:
  *   - on a reactor thread of the runtime given to storage_create: on that
- *     reactor, through its mailbox (the driver posts with
- *     rx_producer_post), during a later loop iteration;
+ *     reactor, during a later loop iteration (through its mailbox, the
+ *     driver posting with rx_producer_post, or directly when the reactor
+ *     owns the driver's connection, as PostgreSQL's reactors do);
  *   - on any other thread: that thread must have attached a waiter
  *     (storage_waiter_attach); completions queue on the waiter and run when
  *     the thread calls storage_waiter_run. This is how starlingctl and the
@@ -74,7 +74,12 @@ const char *storage_status_name(storage_status status);
  * strings borrowed for the call. SQLite knows:
  *   path            the database file (created if missing); required
  *   group_commit    "on" (default) or "off": one transaction per operation
- *   queue_requests  the request queue's capacity, 1..LIMIT_STORAGE_QUEUE_REQUESTS */
+ *   queue_requests  the request queue's capacity, 1..LIMIT_STORAGE_QUEUE_REQUESTS
+ * PostgreSQL knows host, port, dbname, user, password, sslmode (libpq's),
+ * group_commit, queue_requests (each queue's bound), reactor_connections
+ * ("on" by default: each reactor owns a connection) and connections (the
+ * thread pool for waiters, 1..LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX);
+ * see storage/README.md. */
 typedef struct storage_option {
     const char *key;
     const char *value;

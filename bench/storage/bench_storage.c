@@ -22,7 +22,7 @@
     "usage: starling-bench-storage [--workload lookups|inserts] [--ops N] [--users N]\n"           \
     "         [--reactors N] [--in-flight N] [--group on|off] [--dir DIR] [--timeout-s S]\n"    \
     "         [--driver sqlite|postgresql] [--pg-host H] [--pg-port P] [--pg-user U]\n"       \
-    "         [--pg-dbname D] [--pg-connections N]\n"
+    "         [--pg-dbname D] [--pg-connections N] [--pg-reactor-connections on|off]\n"
 
 /* Reactors the benchmark runs at most; two or four are typical. */
 #define BENCH_REACTORS_MAX 64u
@@ -37,7 +37,8 @@ typedef struct bench_options {
     const char *dir;
     unsigned long timeout_s;
     bool postgresql;
-    const char *pg_host, *pg_port, *pg_user, *pg_dbname, *pg_connections;
+    const char *pg_host, *pg_port, *pg_user, *pg_dbname, *pg_connections,
+        *pg_reactor_connections;
 } bench_options;
 
 typedef struct reactor_state {
@@ -85,7 +86,8 @@ static int parse(int argc, char **argv, bench_options *options)
                                .pg_port = getenv("STARLING_PG_PORT"),
                                .pg_user = getenv("STARLING_PG_USER"),
                                .pg_dbname = "postgres",
-                               .pg_connections = "1"};
+                               .pg_connections = "1",
+                               .pg_reactor_connections = "on"};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(USAGE, stdout);
@@ -110,6 +112,9 @@ static int parse(int argc, char **argv, bench_options *options)
             options->pg_port = value;
         } else if (strcmp(argv[i], "--pg-user") == 0) {
             options->pg_user = value;
+        } else if (strcmp(argv[i], "--pg-reactor-connections") == 0) {
+            ok = strcmp(value, "on") == 0 || strcmp(value, "off") == 0;
+            options->pg_reactor_connections = value;
         } else if (strcmp(argv[i], "--pg-connections") == 0) {
             unsigned long connections = 0;
             ok = parse_number(value, 1, LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX, &connections);
@@ -260,15 +265,17 @@ int main(int argc, char **argv)
     rx_runtime *runtime = rx_runtime_create(&runtime_options);
     rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
     /* PostgreSQL: libpq's defaults (PGHOST, ...) for what is not given. */
-    storage_option storage_options[7] = {{"group_commit", options->group ? "on" : "off"},
+    storage_option storage_options[8] = {{"group_commit", options->group ? "on" : "off"},
                                          {"path", path}};
     size_t option_count = 2;
     if (options->postgresql) {
-        const char *keys[] = {"host", "port", "user", "dbname", "connections"};
-        const char *values[] = {options->pg_host, options->pg_port, options->pg_user,
-                                options->pg_dbname, options->pg_connections};
+        const char *keys[] = {"host",   "port",        "user",
+                              "dbname", "connections", "reactor_connections"};
+        const char *values[] = {options->pg_host,   options->pg_port,
+                                options->pg_user,   options->pg_dbname,
+                                options->pg_connections, options->pg_reactor_connections};
         option_count = 1;
-        for (size_t i = 0; i < 5; i++) {
+        for (size_t i = 0; i < 6; i++) {
             if (values[i] != NULL) {
                 storage_options[option_count++] = (storage_option){keys[i], values[i]};
             }
