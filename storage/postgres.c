@@ -68,8 +68,8 @@
 #define PARAMETERS_MAX (3 + 5 * STORAGE_CREDENTIALS_MAX)
 
 /* Connection options a deployment may set, passed to libpq as they are. */
-static const char *const connection_keys[] = {"host", "port", "dbname", "user", "password",
-                                              "sslmode"};
+static const char *const connection_keys[] = {"host", "port",     "dbname",
+                                              "user", "password", "sslmode"};
 #define CONNECTION_KEYS (sizeof connection_keys / sizeof connection_keys[0])
 
 typedef enum statement_id {
@@ -86,8 +86,8 @@ typedef enum statement_id {
 } statement_id;
 
 static const char *const statement_names[STATEMENT_COUNT] = {
-    "user_create",       "credential_fetch", "credentials_set",  "user_delete",   "user_list",
-    "user_count_domain", "user_count_all",   "offline_insert", "offline_count",
+    "user_create",       "credential_fetch", "credentials_set", "user_delete",   "user_list",
+    "user_count_domain", "user_count_all",   "offline_insert",  "offline_count",
 };
 
 /* The new credentials as a VALUES list: three rows, unused ones NULL. */
@@ -102,8 +102,8 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
         "WITH u AS (INSERT INTO users (domain, localpart, created_at_us) VALUES ($1, $2, $3) "
         "ON CONFLICT DO NOTHING RETURNING id), "
         "c AS (INSERT INTO credentials (user_id, hash, salt, iterations, stored_key, server_key) "
-        "SELECT u.id, v.hash, v.salt, v.iterations, v.stored_key, v.server_key FROM u, " //
-        CREDENTIAL_VALUES " WHERE v.hash IS NOT NULL) "
+        "SELECT u.id, v.hash, v.salt, v.iterations, v.stored_key, v.server_key "
+        "FROM u, " CREDENTIAL_VALUES " WHERE v.hash IS NOT NULL) "
         "SELECT count(*) FROM u",
     [STATEMENT_CREDENTIAL_FETCH] =
         "SELECT c.salt, c.iterations::bigint, c.stored_key, c.server_key FROM credentials c "
@@ -127,8 +127,9 @@ static const char *const statement_sql[STATEMENT_COUNT] = {
         "(SELECT 1 FROM users WHERE domain = $1 AND localpart = $2)), "
         "u AS (DELETE FROM users WHERE domain = $1 AND localpart = $2 RETURNING id) "
         "SELECT count(*) FROM u",
-    [STATEMENT_USER_LIST] = "SELECT localpart FROM users WHERE domain = $1 AND "
-                            "localpart COLLATE \"C\" > $2 ORDER BY localpart COLLATE \"C\" LIMIT $3",
+    [STATEMENT_USER_LIST] =
+        "SELECT localpart FROM users WHERE domain = $1 AND "
+        "localpart COLLATE \"C\" > $2 ORDER BY localpart COLLATE \"C\" LIMIT $3",
     [STATEMENT_USER_COUNT_DOMAIN] = "SELECT count(*) FROM users WHERE domain = $1",
     [STATEMENT_USER_COUNT_ALL] = "SELECT count(*) FROM users",
     [STATEMENT_OFFLINE_INSERT] =
@@ -158,9 +159,9 @@ typedef struct pg_local pg_local;
 
 struct pg_driver {
     storage *owner;
-    bool reactor_connections;           /* reactors own their connections */
+    bool reactor_connections;             /* reactors own their connections */
     pg_local *locals[LIMIT_REACTORS_MAX]; /* made lazily, each on its reactor */
-    unsigned outstanding;               /* reactor-path work not finished (mutex) */
+    unsigned outstanding;                 /* reactor-path work not finished (mutex) */
     pthread_cond_t drained;
     const char *keys[CONNECTION_KEYS + 3]; /* NULL-terminated, for libpq */
     char *values[CONNECTION_KEYS + 3];
@@ -280,8 +281,8 @@ static bool connection_wait(pg_link *link, int64_t deadline_ms)
     }
     int64_t left = deadline_ms - monotonic_ms();
     if (left <= 0) {
-        snprintf(link->down_reason, sizeof link->down_reason,
-                 "no answer within %u ms", (unsigned)LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
+        snprintf(link->down_reason, sizeof link->down_reason, "no answer within %u ms",
+                 (unsigned)LIMIT_STORAGE_POSTGRESQL_BATCH_MS);
         link->broken = true;
         return false;
     }
@@ -372,11 +373,11 @@ static bool connection_start(pg_link *link)
     if (connection == NULL || state != PGRES_POLLING_OK || PQsetnonblocking(connection, 1) != 0 ||
         PQenterPipelineMode(connection) != 1) {
         snprintf(link->down_reason, sizeof link->down_reason, "%s",
-                 connection == NULL            ? "out of memory"
-                 : state == PGRES_POLLING_OK   ? "cannot enter pipeline mode"
-                 : state == PGRES_POLLING_FAILED ? first_line(PQerrorMessage(connection), line,
-                                                              sizeof line)
-                                                 : "connection timed out");
+                 connection == NULL          ? "out of memory"
+                 : state == PGRES_POLLING_OK ? "cannot enter pipeline mode"
+                 : state == PGRES_POLLING_FAILED
+                     ? first_line(PQerrorMessage(connection), line, sizeof line)
+                     : "connection timed out");
         PQfinish(connection);
         return false;
     }
@@ -488,8 +489,8 @@ static bool operation_send(pg_link *link, const storage_request *request)
         parameter_text(&p, request->localpart);
         break;
     }
-    return PQsendQueryPrepared(link->connection, statement_names[id], p.count, p.values,
-                               p.lengths, p.formats, 1) == 1;
+    return PQsendQueryPrepared(link->connection, statement_names[id], p.count, p.values, p.lengths,
+                               p.formats, 1) == 1;
 }
 
 static bool column_bytes(const PGresult *result, int column, uint8_t *out, size_t capacity,
@@ -563,12 +564,11 @@ static void operation_read(storage_request *request, const PGresult *result)
 {
     if (PQresultStatus(result) != PGRES_TUPLES_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
-        storage_request_fail(request, status_from_sqlstate(PQresultErrorField(result,
-                                                                              PG_DIAG_SQLSTATE)),
-                             "%s",
-                             PQresultStatus(result) == PGRES_PIPELINE_ABORTED
-                                 ? "the pipeline was aborted"
-                                 : first_line(PQresultErrorMessage(result), line, sizeof line));
+        storage_request_fail(
+            request, status_from_sqlstate(PQresultErrorField(result, PG_DIAG_SQLSTATE)), "%s",
+            PQresultStatus(result) == PGRES_PIPELINE_ABORTED
+                ? "the pipeline was aborted"
+                : first_line(PQresultErrorMessage(result), line, sizeof line));
         return;
     }
     int64_t number = 0;
@@ -597,8 +597,8 @@ static void operation_read(storage_request *request, const PGresult *result)
     switch (request->operation) {
     case STORAGE_OP_USER_CREATE:
         if (number == 0) {
-            storage_request_fail(request, STORAGE_CONFLICT, "user %s@%s exists",
-                                 request->localpart, request->domain);
+            storage_request_fail(request, STORAGE_CONFLICT, "user %s@%s exists", request->localpart,
+                                 request->domain);
         }
         break;
     case STORAGE_OP_USER_CREDENTIALS_SET:
@@ -668,8 +668,8 @@ static bool statements_collect(pg_link *link, int64_t deadline, char *reason, si
  * transaction, committed at the Sync, rolled back whole on an error).
  * Returns true when it committed; false when an operation failed or the
  * connection broke (link->broken) and the transaction did not commit. */
-static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count,
-                          char *reason, size_t size)
+static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count, char *reason,
+                          size_t size)
 {
     atomic_fetch_add(&link->driver->batches, 1);
     bool sent = statements_send(link);
@@ -760,8 +760,8 @@ static void batch_run(pg_link *link, storage_request **batch, unsigned count)
         } else {
             link->retry_at_ms = now + link->backoff_ms;
             link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                                     ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                                     : link->backoff_ms * 2;
+                                   ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                                   : link->backoff_ms * 2;
         }
     }
     unsigned final = 0;
@@ -863,7 +863,7 @@ struct pg_local {
     bool ok;
     bool prepare_failed;
     bool last_was_null; /* two NULLs in a row: wait for more input */
-    unsigned final; /* singly: operations whose Sync was read */
+    unsigned final;     /* singly: operations whose Sync was read */
 };
 
 static void outstanding_add(pg_driver *driver, int delta)
@@ -1110,8 +1110,7 @@ static void local_connected(pg_local *local)
     pg_link *link = &local->link;
     rx_timer_cancel(&local->timer);
     local->connecting = false;
-    if (PQsetnonblocking(link->connection, 1) != 0 ||
-        PQenterPipelineMode(link->connection) != 1) {
+    if (PQsetnonblocking(link->connection, 1) != 0 || PQenterPipelineMode(link->connection) != 1) {
         local_connect_failed(local, "cannot enter pipeline mode");
         return;
     }
@@ -1133,8 +1132,8 @@ static void local_ready(void *argument, int events)
             local_connected(local);
         } else if (local->connect_state == PGRES_POLLING_FAILED) {
             char line[LIMIT_STORAGE_REASON_BYTES];
-            local_connect_failed(local, first_line(PQerrorMessage(link->connection), line,
-                                                   sizeof line));
+            local_connect_failed(local,
+                                 first_line(PQerrorMessage(link->connection), line, sizeof line));
         } else {
             local_arm(local, local->connect_state == PGRES_POLLING_READING ? POLLIN : POLLOUT);
         }
@@ -1204,14 +1203,13 @@ static void local_start(pg_local *local)
         local_complete(local, 0);
         return;
     }
-    link->connection =
-        PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
+    link->connection = PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
     if (link->connection == NULL || PQstatus(link->connection) == CONNECTION_BAD) {
         char line[LIMIT_STORAGE_REASON_BYTES];
-        local_connect_failed(local, link->connection == NULL
-                                        ? "out of memory"
-                                        : first_line(PQerrorMessage(link->connection), line,
-                                                     sizeof line));
+        local_connect_failed(local,
+                             link->connection == NULL
+                                 ? "out of memory"
+                                 : first_line(PQerrorMessage(link->connection), line, sizeof line));
         return;
     }
     local->connecting = true;
@@ -1239,8 +1237,8 @@ static storage_status local_submit(pg_driver *driver, storage_request *request)
     pg_local *local = driver->locals[index];
     if (local == NULL) {
         local = calloc(1, sizeof *local);
-        if (local == NULL || (local->pending = calloc(driver->capacity, sizeof *local->pending)) ==
-                                 NULL ||
+        if (local == NULL ||
+            (local->pending = calloc(driver->capacity, sizeof *local->pending)) == NULL ||
             (local->link.batch = calloc(driver->capacity, sizeof *local->link.batch)) == NULL) {
             if (local != NULL) {
                 free(local->pending);
@@ -1411,8 +1409,8 @@ static storage_status migrate(pg_driver *driver, char *error, size_t error_size)
                  "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                  "applied_at_us BIGINT NOT NULL)",
                  error, error_size, NULL) ||
-        !exec_ok(driver, "SELECT COALESCE(MAX(version), 0) FROM schema_version", error,
-                 error_size, &result)) {
+        !exec_ok(driver, "SELECT COALESCE(MAX(version), 0) FROM schema_version", error, error_size,
+                 &result)) {
         return STORAGE_UNAVAILABLE;
     }
     unsigned version = (unsigned)strtoul(PQgetvalue(result, 0, 0), NULL, 10);

@@ -38,8 +38,7 @@ struct storage_waiter {
 
 static _Thread_local storage_waiter *attached_waiter;
 
-static const storage_driver *const drivers[] = {&storage_driver_sqlite,
-                                                   &storage_driver_postgresql};
+static const storage_driver *const drivers[] = {&storage_driver_sqlite, &storage_driver_postgresql};
 
 const char *storage_status_name(storage_status status)
 {

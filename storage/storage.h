@@ -1,9 +1,10 @@
 /*
  * storage.h: the storage interface, its public contract.
  *
- * A storage handle is made from a driver name ("sqlite" or "postgresql") and the driver's options. storage_open applies the schema's
- * numbered migrations (refusing a database newer than this binary); after
- * that every operation is asynchronous:
+ * A storage handle is made from a driver name ("sqlite" or "postgresql")
+ * and the driver's options. storage_open applies the schema's numbered
+ * migrations (refusing a database newer than this binary); after that
+ * every operation is asynchronous:
  *
  *   storage_user_create(storage, domain, localpart, credentials, count,
  *                       on_created, context);

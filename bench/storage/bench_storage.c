@@ -20,8 +20,8 @@
 
 #define USAGE                                                                                      \
     "usage: starling-bench-storage [--workload lookups|inserts] [--ops N] [--users N]\n"           \
-    "         [--reactors N] [--in-flight N] [--group on|off] [--dir DIR] [--timeout-s S]\n"    \
-    "         [--driver sqlite|postgresql] [--pg-host H] [--pg-port P] [--pg-user U]\n"       \
+    "         [--reactors N] [--in-flight N] [--group on|off] [--dir DIR] [--timeout-s S]\n"       \
+    "         [--driver sqlite|postgresql] [--pg-host H] [--pg-port P] [--pg-user U]\n"            \
     "         [--pg-dbname D] [--pg-connections N] [--pg-reactor-connections on|off]\n"
 
 /* Reactors the benchmark runs at most; two or four are typical. */
@@ -37,8 +37,7 @@ typedef struct bench_options {
     const char *dir;
     unsigned long timeout_s;
     bool postgresql;
-    const char *pg_host, *pg_port, *pg_user, *pg_dbname, *pg_connections,
-        *pg_reactor_connections;
+    const char *pg_host, *pg_port, *pg_user, *pg_dbname, *pg_connections, *pg_reactor_connections;
 } bench_options;
 
 typedef struct reactor_state {
@@ -271,8 +270,8 @@ int main(int argc, char **argv)
     if (options->postgresql) {
         const char *keys[] = {"host",   "port",        "user",
                               "dbname", "connections", "reactor_connections"};
-        const char *values[] = {options->pg_host,   options->pg_port,
-                                options->pg_user,   options->pg_dbname,
+        const char *values[] = {options->pg_host,        options->pg_port,
+                                options->pg_user,        options->pg_dbname,
                                 options->pg_connections, options->pg_reactor_connections};
         option_count = 1;
         for (size_t i = 0; i < 6; i++) {
@@ -282,10 +281,10 @@ int main(int argc, char **argv)
         }
     }
     char error[512] = "";
-    bench.handle = producer != NULL ? storage_create(options->postgresql ? "postgresql" : "sqlite",
-                                                     storage_options, option_count, runtime, error,
-                                                     sizeof error)
-                                    : NULL;
+    bench.handle = producer != NULL
+                       ? storage_create(options->postgresql ? "postgresql" : "sqlite",
+                                        storage_options, option_count, runtime, error, sizeof error)
+                       : NULL;
     unsigned long long deadline_us = now_us() + options->timeout_s * 1000000ull;
     int result = 1;
     if (bench.handle == NULL || storage_open(bench.handle, error, sizeof error) != STORAGE_OK ||
@@ -314,8 +313,8 @@ int main(int argc, char **argv)
     unsigned long completed = atomic_load(&bench.completed);
     unsigned long batches = (unsigned long)(after.batches - before.batches);
     printf("driver %s, workload %s, group %s, %lu reactors x %lu in flight, %lu users\n",
-           options->postgresql ? "postgresql" : "sqlite", options->inserts ? "inserts" : "lookups", options->group ? "on" : "off",
-           options->reactors, options->in_flight, options->users);
+           options->postgresql ? "postgresql" : "sqlite", options->inserts ? "inserts" : "lookups",
+           options->group ? "on" : "off", options->reactors, options->in_flight, options->users);
     printf("operations %lu of %lu, failed %lu, %.3f s, %.0f operations/s, %lu transactions "
            "(%.1f operations each)\n",
            completed, options->ops, atomic_load(&bench.failed), (double)elapsed_us / 1e6,

@@ -81,8 +81,8 @@ static size_t options(storage_option *out, size_t capacity, const storage_option
     out[count++] = (storage_option){"dbname", dbname};
     out[count++] = (storage_option){"sslmode", "disable"};
     if (getenv("STARLING_PG_REACTOR_CONNECTIONS") != NULL && count < capacity) {
-        out[count++] = (storage_option){"reactor_connections",
-                                        getenv("STARLING_PG_REACTOR_CONNECTIONS")};
+        out[count++] =
+            (storage_option){"reactor_connections", getenv("STARLING_PG_REACTOR_CONNECTIONS")};
     }
     if (extra != NULL && count < capacity) {
         out[count++] = *extra;
@@ -212,9 +212,9 @@ static void test_error_isolated(void)
     storage_option list[8];
     size_t count = options(list, 8, NULL);
     char error[256] = "";
-    storage *handle = producer != NULL ? storage_create("postgresql", list, count, runtime, error,
-                                                        sizeof error)
-                                       : NULL;
+    storage *handle = producer != NULL
+                          ? storage_create("postgresql", list, count, runtime, error, sizeof error)
+                          : NULL;
     bool opened = handle != NULL && storage_open(handle, error, sizeof error) == STORAGE_OK;
     CHECK(opened);
     if (!opened) {

@@ -30,15 +30,15 @@
 #include "tests/harness.h"
 #include "storage/storage.h"
 
-#define OPS_MAX            40000u /* bounds the stream: ticks x burst x reactors */
-#define BURST              4u     /* operations per reactor per tick */
-#define TICK_MS            2u
-#define OK_BEFORE_STOP     400u   /* successes before the controller stops the cluster */
-#define DOWN_MS            300u   /* how long the cluster stays down */
-#define TICKS_AFTER_START  100u   /* the stream goes on this long after the restart */
-#define RECOVERY_WAIT_MS   30000u /* > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS, with margin */
-#define DRAIN_WAIT_MS      60000u /* > LIMIT_STORAGE_POSTGRESQL_BATCH_MS, with margin */
-#define FINAL_OPS          100u   /* per reactor, after recovery: all must succeed */
+#define OPS_MAX           40000u /* bounds the stream: ticks x burst x reactors */
+#define BURST             4u     /* operations per reactor per tick */
+#define TICK_MS           2u
+#define OK_BEFORE_STOP    400u   /* successes before the controller stops the cluster */
+#define DOWN_MS           300u   /* how long the cluster stays down */
+#define TICKS_AFTER_START 100u   /* the stream goes on this long after the restart */
+#define RECOVERY_WAIT_MS  30000u /* > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS, with margin */
+#define DRAIN_WAIT_MS     60000u /* > LIMIT_STORAGE_POSTGRESQL_BATCH_MS, with margin */
+#define FINAL_OPS         100u   /* per reactor, after recovery: all must succeed */
 
 typedef struct op {
     atomic_uint calls;
@@ -82,8 +82,8 @@ static void burst_run(const rx_message *message)
             return;
         }
         atomic_store(&ops[index].status, -1);
-        if (storage_offline_insert(handle, "example.org", "alice", index, "<message/>", 10,
-                                   op_done, &ops[index]) == STORAGE_OK) {
+        if (storage_offline_insert(handle, "example.org", "alice", index, "<message/>", 10, op_done,
+                                   &ops[index]) == STORAGE_OK) {
             atomic_fetch_add(&submitted, 1);
         } else {
             atomic_fetch_add(&refused, 1);
@@ -152,9 +152,9 @@ static int64_t offline_rows(void)
     PGconn *connection = PQconnectdbParams(keys, values, 0);
     PQsetNoticeProcessor(connection, notice_ignore, NULL);
     PGresult *result = PQexec(connection, "SELECT count(*) FROM offline_messages");
-    int64_t rows = PQresultStatus(result) == PGRES_TUPLES_OK ? strtoll(PQgetvalue(result, 0, 0),
-                                                                       NULL, 10)
-                                                             : -1;
+    int64_t rows = PQresultStatus(result) == PGRES_TUPLES_OK
+                       ? strtoll(PQgetvalue(result, 0, 0), NULL, 10)
+                       : -1;
     PQclear(result);
     PQfinish(connection);
     return rows;
@@ -173,12 +173,12 @@ static bool user_create(void)
         return false;
     }
     storage_waiter_attach(waiter);
-    storage_credential credential = {.hash = SCRAM_HASH_SHA256, .iterations = 4096,
-                                     .salt_len = 16, .key_len = 32};
+    storage_credential credential = {
+        .hash = SCRAM_HASH_SHA256, .iterations = 4096, .salt_len = 16, .key_len = 32};
     memset(credential.salt, 1, sizeof credential.salt);
     int status = -1;
-    if (storage_user_create(handle, "example.org", "alice", &credential, 1, setup_done,
-                            &status) == STORAGE_OK) {
+    if (storage_user_create(handle, "example.org", "alice", &credential, 1, setup_done, &status) ==
+        STORAGE_OK) {
         storage_waiter_run(waiter, DRAIN_WAIT_MS);
     }
     storage_waiter_attach(NULL);
@@ -207,8 +207,11 @@ static bool recovered(rx_producer *producer)
 static void test_restart_mid_stream(void)
 {
     storage_option options[] = {
-        {"host", getenv("STARLING_PG_HOST")}, {"port", getenv("STARLING_PG_PORT")},
-        {"user", getenv("STARLING_PG_USER")}, {"dbname", "postgres"}, {"sslmode", "disable"},
+        {"host", getenv("STARLING_PG_HOST")},
+        {"port", getenv("STARLING_PG_PORT")},
+        {"user", getenv("STARLING_PG_USER")},
+        {"dbname", "postgres"},
+        {"sslmode", "disable"},
         {"connections", connections},
         {"reactor_connections", reactor_connections},
     };
@@ -219,9 +222,9 @@ static void test_restart_mid_stream(void)
     rx_runtime *runtime = rx_runtime_create(&rx);
     rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
     char error[256] = "";
-    handle = producer != NULL ? storage_create("postgresql", options, 7, runtime, error,
-                                               sizeof error)
-                              : NULL;
+    handle = producer != NULL
+                 ? storage_create("postgresql", options, 7, runtime, error, sizeof error)
+                 : NULL;
     CHECK(handle != NULL);
     if (handle == NULL || storage_open(handle, error, sizeof error) != STORAGE_OK) {
         fprintf(stderr, "open: %s\n", error);
@@ -237,7 +240,8 @@ static void test_restart_mid_stream(void)
 
     unsigned after_start = 0;
     unsigned long long deadline = harness_now_ms() + DRAIN_WAIT_MS;
-    while (after_start < TICKS_AFTER_START && atomic_load(&next_op) < OPS_MAX - 2 * BURST - 4 * FINAL_OPS &&
+    while (after_start < TICKS_AFTER_START &&
+           atomic_load(&next_op) < OPS_MAX - 2 * BURST - 4 * FINAL_OPS &&
            harness_now_ms() < deadline) {
         post_bursts(producer, BURST);
         tick_sleep();
