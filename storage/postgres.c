@@ -148,6 +148,7 @@ typedef struct pg_link {
     bool prepared; /* the statements exist on this connection */
     bool broken;   /* the connection failed during this batch */
     int64_t retry_at_ms;
+    int64_t failed_at_ms; /* of the last failed connection attempt */
     unsigned backoff_ms;
     char down_reason[LIMIT_STORAGE_REASON_BYTES];
     bool thread_started;
@@ -186,6 +187,9 @@ struct pg_driver {
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t batches;
     atomic_uint_fast64_t busy_refusals;
+    /* When any connection last connected: a connection in back-off retries
+     * at once after it, the database being evidently back. */
+    atomic_int_fast64_t connected_at_ms;
 };
 
 static const char *const hash_names[] = {"SHA-1", "SHA-256", "SHA-512"};
@@ -347,6 +351,37 @@ static bool sync_collect(pg_link *link, int64_t deadline_ms, bool *clean)
         error = error || (result != NULL && PQresultStatus(result) == PGRES_FATAL_ERROR);
         PQclear(result);
     }
+}
+
+/* Whether a connection attempt is due: the back-off has passed, or
+ * another connection has connected since this one last failed. */
+static bool link_retry_due(const pg_link *link, int64_t now_ms)
+{
+    return now_ms >= link->retry_at_ms ||
+           atomic_load(&link->driver->connected_at_ms) > link->failed_at_ms;
+}
+
+static void link_connect_failed(pg_link *link, int64_t now_ms)
+{
+    link->failed_at_ms = now_ms;
+    link->retry_at_ms = now_ms + link->backoff_ms;
+    link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                           ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
+                           : link->backoff_ms * 2;
+}
+
+static void link_connected(pg_link *link)
+{
+    link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    atomic_store(&link->driver->connected_at_ms, monotonic_ms());
+}
+
+/* An idle connection the server has closed (a restart sends a FATAL
+ * message, then EOF) is found before a batch is sent on it, so the batch
+ * goes to a new connection instead of failing. */
+static bool link_idle_alive(pg_link *link)
+{
+    return PQconsumeInput(link->connection) == 1 && PQstatus(link->connection) == CONNECTION_OK;
 }
 
 /* Connects without blocking past LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
@@ -754,14 +789,15 @@ static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned co
 static void batch_run(pg_link *link, storage_request **batch, unsigned count)
 {
     int64_t now = monotonic_ms();
-    if (link->connection == NULL && now >= link->retry_at_ms) {
+    if (link->connection != NULL && !link_idle_alive(link)) {
+        PQfinish(link->connection);
+        link->connection = NULL;
+    }
+    if (link->connection == NULL && link_retry_due(link, now)) {
         if (connection_start(link)) {
-            link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+            link_connected(link);
         } else {
-            link->retry_at_ms = now + link->backoff_ms;
-            link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                                   ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                                   : link->backoff_ms * 2;
+            link_connect_failed(link, now);
         }
     }
     unsigned final = 0;
@@ -945,11 +981,7 @@ static void local_connect_failed(pg_local *local, const char *reason)
     pg_link *link = &local->link;
     snprintf(link->down_reason, sizeof link->down_reason, "%s", reason);
     local_drop(local);
-    int64_t now = monotonic_ms();
-    link->retry_at_ms = now + link->backoff_ms;
-    link->backoff_ms = link->backoff_ms * 2 > LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                           ? LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS
-                           : link->backoff_ms * 2;
+    link_connect_failed(link, monotonic_ms());
     local_complete(local, 0);
 }
 
@@ -1117,7 +1149,7 @@ static void local_connected(pg_local *local)
     PQsetNoticeProcessor(link->connection, notice_ignore, NULL);
     link->prepared = false;
     link->broken = false;
-    link->backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
+    link_connected(link);
     local_send(local, link->driver->group_commit && local->batch_count > 1);
 }
 
@@ -1195,11 +1227,14 @@ static void local_start(pg_local *local)
             (local->pending_count - taken) * sizeof *local->pending);
     local->pending_count -= taken;
     local->batch_count = taken;
+    if (link->connection != NULL && !link_idle_alive(link)) {
+        local_drop(local);
+    }
     if (link->connection != NULL) {
         local_send(local, driver->group_commit && taken > 1);
         return;
     }
-    if (monotonic_ms() < link->retry_at_ms) {
+    if (!link_retry_due(link, monotonic_ms())) {
         local_complete(local, 0);
         return;
     }
