@@ -886,7 +886,8 @@ struct pg_local {
     bool connecting;
     PostgresPollingStatusType connect_state;
     rx_poll *poll;
-    rx_timer timer; /* the connect or batch deadline */
+    rx_timer timer;       /* the connect or batch deadline */
+    rx_timer flush_timer; /* the flush, when the reactor's own mailbox was full */
     bool flush_scheduled;
     storage_request **pending; /* submitted, not sent; capacity entries */
     unsigned pending_count;
@@ -921,10 +922,10 @@ static void local_schedule_flush(pg_local *local)
     }
     rx_message message = {.function = local_flush_message, .pointer = local};
     outstanding_add(local->link.driver, 1);
-    if (rx_post(local->index, &message) == RX_OK) {
-        local->flush_scheduled = true;
-    } else {
-        outstanding_add(local->link.driver, -1); /* the next submission retries */
+    local->flush_scheduled = true;
+    if (rx_post(local->index, &message) != RX_OK) {
+        /* The reactor's mailbox to itself is full: one timer slot later. */
+        rx_timer_arm(&local->flush_timer, 0);
     }
 }
 
@@ -1256,13 +1257,23 @@ static void local_start(pg_local *local)
     }
 }
 
-static void local_flush_message(const rx_message *message)
+static void local_flush(pg_local *local)
 {
-    pg_local *local = message->pointer;
     pg_driver *driver = local->link.driver;
     local->flush_scheduled = false;
     local_start(local);
     outstanding_add(driver, -1);
+}
+
+static void local_flush_message(const rx_message *message)
+{
+    local_flush(message->pointer);
+}
+
+static void local_flush_timer(rx_timer *timer, void *argument)
+{
+    (void)timer;
+    local_flush(argument);
 }
 
 /* On the submitting reactor: queue for this iteration's pipeline. */
@@ -1286,6 +1297,7 @@ static storage_status local_submit(pg_driver *driver, storage_request *request)
         local->link.backoff_ms = LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS;
         snprintf(local->link.down_reason, sizeof local->link.down_reason, "not connected yet");
         rx_timer_init(&local->timer, local_timeout, local);
+        rx_timer_init(&local->flush_timer, local_flush_timer, local);
         driver->locals[index] = local;
     }
     if (local->pending_count + local->batch_count >= driver->capacity) {
