@@ -32,6 +32,7 @@ sys.dont_write_bytecode = True
 
 START_WAIT_SECONDS = 30  # initdb and the first start on a loaded machine
 COMMAND_TIMEOUT_SECONDS = 600  # the whole suite under ASan, with margin
+START_ATTEMPTS = 3  # a free port may be taken by a parallel test before postgres binds it
 
 
 def binaries():
@@ -65,7 +66,6 @@ def main():
     user = "postgres" if as_root else os.environ.get("USER", "postgres")
     work = tempfile.mkdtemp(prefix="starling-pg-")
     data = os.path.join(work, "data")
-    port = free_port()
     if tls:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-subj", "/CN=127.0.0.1", "-keyout", os.path.join(work, "server.key"),
@@ -79,19 +79,26 @@ def main():
         shutil.chown(work, "postgres", "postgres")
     pg_ctl = [os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "log"), "-w",
               "-t", str(START_WAIT_SECONDS)]
-    options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
-               f"-c unix_socket_directories={work} -c fsync={fsync} -c max_connections=50")
-    if tls:
-        options += (f" -c ssl=on -c ssl_cert_file={work}/server.crt"
-                    f" -c ssl_key_file={work}/server.key")
-    start = prefix + pg_ctl + ["-o", options, "start"]
     stop = prefix + pg_ctl + ["-m", "fast", "stop"]
     try:
         subprocess.run(prefix + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust",
                                  "-U", user, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
                        check=True, stdout=subprocess.DEVNULL, timeout=START_WAIT_SECONDS * 2)
-        subprocess.run(start, check=True, stdout=subprocess.DEVNULL,
-                       timeout=START_WAIT_SECONDS * 2)
+        for attempt in range(START_ATTEMPTS):
+            port = free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
+                       f"-c unix_socket_directories={work} -c fsync={fsync} "
+                       f"-c max_connections=50")
+            if tls:
+                options += (f" -c ssl=on -c ssl_cert_file={work}/server.crt"
+                            f" -c ssl_key_file={work}/server.key")
+            start = prefix + pg_ctl + ["-o", options, "start"]
+            started = subprocess.run(start, stdout=subprocess.DEVNULL,
+                                     timeout=START_WAIT_SECONDS * 2).returncode == 0
+            if started:
+                break
+        if not started:
+            raise SystemExit(f"pg_cluster: postgres did not start (see {work}/log)")
         environment = dict(os.environ, STARLING_PG_HOST="127.0.0.1", STARLING_PG_PORT=str(port),
                            STARLING_PG_USER=user,
                            STARLING_PG_STOP=shlex.join(stop) + " >/dev/null",
