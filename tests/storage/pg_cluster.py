@@ -98,7 +98,9 @@ def main():
             if started:
                 break
         if not started:
-            raise SystemExit(f"pg_cluster: postgres did not start (see {work}/log)")
+            with open(os.path.join(work, "log"), errors="replace") as log:
+                sys.stderr.write(log.read()[-4000:])
+            raise SystemExit("pg_cluster: postgres did not start (its log is above)")
         environment = dict(os.environ, STARLING_PG_HOST="127.0.0.1", STARLING_PG_PORT=str(port),
                            STARLING_PG_USER=user,
                            STARLING_PG_STOP=shlex.join(stop) + " >/dev/null",
