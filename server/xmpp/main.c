@@ -26,6 +26,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,6 +356,19 @@ int main(int argc, char **argv)
     rx_runtime *runtime = rx_runtime_create(&options.runtime);
     if (runtime == NULL)
         return 1;
+    /* The storage's thread starts in config_storage_open and inherits this
+     * thread's signal mask: block SIGTERM and SIGINT now, as the runtime
+     * does when it starts, so that they wait for the runtime's signalfd
+     * instead of killing the process through that thread. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &signals, NULL) != 0) {
+        fprintf(stderr, "starling: cannot block SIGTERM and SIGINT\n");
+        rx_runtime_destroy(runtime);
+        return 1;
+    }
     storage *accounts = NULL;
     char reason[LIMIT_STORAGE_REASON_BYTES + 256];
     if (config_storage_open(&settings, runtime, &accounts, reason, sizeof reason) != STORAGE_OK) {
