@@ -335,7 +335,10 @@ static int command_set(session *ctl, bool create, const char *text, const char *
         fprintf(stderr, "starlingctl: user %s: the key derivation failed\n", command);
         return CTL_EXIT_FAILURE;
     }
-    outcome done = {.pending = 1};
+    /* Static: a completion that arrives after a timed-out wait still runs
+     * (in session_close) and must find its outcome alive. */
+    static outcome done;
+    done = (outcome){.pending = 1};
     storage_status submitted =
         create ? storage_user_create(ctl->storage, jid.domain, jid.localpart, credentials,
                                      STORAGE_CREDENTIALS_MAX, on_outcome, &done)
@@ -353,7 +356,10 @@ static int command_delete(session *ctl, const char *text)
     int result = jid_argument(ctl, "delete", text, &jid);
     if (result != CTL_EXIT_OK)
         return result;
-    outcome done = {.pending = 1};
+    /* Static: a completion that arrives after a timed-out wait still runs
+     * (in session_close) and must find its outcome alive. */
+    static outcome done;
+    done = (outcome){.pending = 1};
     storage_status submitted =
         storage_user_delete(ctl->storage, jid.domain, jid.localpart, on_outcome, &done);
     char what[64 + 2 * LIMIT_STORAGE_JID_PART_BYTES_MAX];
@@ -669,6 +675,14 @@ static unsigned import_threads(void)
     return cores > (long)IMPORT_THREADS_MAX ? IMPORT_THREADS_MAX : (unsigned)cores;
 }
 
+static void import_slots_free(import_batch slots[2])
+{
+    for (size_t s = 0; s < 2; s++) {
+        free(slots[s].credentials);
+        free(slots[s].items);
+    }
+}
+
 /* Derives batch k while batch k-1 is stored: two batch slots take turns. */
 static int import_run(import_state *state)
 {
@@ -676,24 +690,27 @@ static int import_run(import_state *state)
     for (size_t s = 0; s < 2; s++) {
         slots[s].credentials = calloc(LIMIT_CTL_IMPORT_BATCH_USERS, sizeof *slots[s].credentials);
         slots[s].items = calloc(LIMIT_CTL_IMPORT_BATCH_USERS, sizeof *slots[s].items);
-        if (slots[s].credentials == NULL || slots[s].items == NULL) {
-            fprintf(stderr, "starlingctl: user import: out of memory\n");
-            return CTL_EXIT_FAILURE;
-        }
+    }
+    if (slots[0].items == NULL || slots[1].items == NULL || slots[0].credentials == NULL ||
+        slots[1].credentials == NULL) {
+        fprintf(stderr, "starlingctl: user import: out of memory\n");
+        import_slots_free(slots);
+        return CTL_EXIT_FAILURE;
     }
     unsigned threads = import_threads();
-    size_t batches =
-        (state->count + LIMIT_CTL_IMPORT_BATCH_USERS - 1) / LIMIT_CTL_IMPORT_BATCH_USERS;
+    size_t batch_users = LIMIT_CTL_IMPORT_BATCH_USERS;
+    size_t batches = (state->count + batch_users - 1) / batch_users;
     bool answering = true;
     for (size_t k = 0; k <= batches && answering; k++) {
         import_batch *deriving = k < batches ? &slots[k % 2] : NULL;
         if (deriving != NULL) {
-            deriving->entries = &state->entries[k * LIMIT_CTL_IMPORT_BATCH_USERS];
-            deriving->count = state->count - k * LIMIT_CTL_IMPORT_BATCH_USERS;
-            if (deriving->count > LIMIT_CTL_IMPORT_BATCH_USERS)
-                deriving->count = LIMIT_CTL_IMPORT_BATCH_USERS;
+            deriving->entries = &state->entries[k * batch_users];
+            deriving->count = state->count - k * batch_users;
+            if (deriving->count > batch_users)
+                deriving->count = batch_users;
             if (import_derive_start(deriving, threads) != 0) {
                 fprintf(stderr, "starlingctl: user import: cannot start a thread\n");
+                import_slots_free(slots);
                 return CTL_EXIT_FAILURE;
             }
         }
@@ -702,11 +719,10 @@ static int import_run(import_state *state)
         if (deriving != NULL)
             import_derive_join(deriving);
     }
-    for (size_t s = 0; s < 2; s++) {
-        free(slots[s].credentials);
-        free(slots[s].items);
-    }
-    return answering ? state->exit_status : CTL_EXIT_UNAVAILABLE;
+    if (!answering)
+        return CTL_EXIT_UNAVAILABLE; /* late completions still point into the slots */
+    import_slots_free(slots);
+    return state->exit_status;
 }
 
 /* user import [--skip-existing] FILE: every line checked first (a
