@@ -47,8 +47,40 @@
 /* How long one waiter run sleeps before the deadline is checked again. */
 #define WAIT_SLICE_MS 100u
 
-static const scram_hash stored_hashes[STORAGE_CREDENTIALS_MAX] = {
-    SCRAM_HASH_SHA1, SCRAM_HASH_SHA256, SCRAM_HASH_SHA512};
+/* The hashes a user gets credentials for: all three by default; `user
+ * import --hashes` may narrow them (a load test that logs in with one
+ * mechanism need not pay for the others). */
+typedef struct hash_set {
+    scram_hash hashes[STORAGE_CREDENTIALS_MAX];
+    size_t count;
+} hash_set;
+
+static const hash_set every_hash = {{SCRAM_HASH_SHA1, SCRAM_HASH_SHA256, SCRAM_HASH_SHA512}, 3};
+static const char *const hash_names[STORAGE_CREDENTIALS_MAX] = {"sha-1", "sha-256", "sha-512"};
+
+/* Parses "sha-256,sha-1" (each known name at most once) into out.
+ * Returns 0, or -1 for anything else. text is borrowed. */
+static int hash_set_parse(const char *text, hash_set *out)
+{
+    out->count = 0;
+    const char *at = text;
+    for (;;) {
+        size_t length = strcspn(at, ",");
+        size_t known = 0;
+        while (known < STORAGE_CREDENTIALS_MAX && (strlen(hash_names[known]) != length ||
+                                                   strncasecmp(hash_names[known], at, length) != 0))
+            known++;
+        if (known == STORAGE_CREDENTIALS_MAX)
+            return -1;
+        for (size_t i = 0; i < out->count; i++)
+            if (out->hashes[i] == every_hash.hashes[known])
+                return -1;
+        out->hashes[out->count++] = every_hash.hashes[known];
+        if (at[length] == '\0')
+            return 0;
+        at += length + 1;
+    }
+}
 
 extern char **environ;
 
@@ -132,15 +164,16 @@ static const char *password_check(const char *password)
 
 /* ----------------------------------------------------------- credentials */
 
-/* Derives the three stored credentials for password (borrowed) into out,
- * a fresh random salt each. Returns 0, or -1 when BoringSSL failed. */
-static int credentials_make(const char *password, size_t password_len,
+/* Derives a stored credential for password (borrowed) per hash of hashes
+ * (borrowed) into out, a fresh random salt each. Returns 0, or -1 when
+ * BoringSSL failed. */
+static int credentials_make(const char *password, size_t password_len, const hash_set *hashes,
                             storage_credential out[STORAGE_CREDENTIALS_MAX])
 {
-    for (size_t i = 0; i < STORAGE_CREDENTIALS_MAX; i++) {
+    for (size_t i = 0; i < hashes->count; i++) {
         storage_credential *credential = &out[i];
         memset(credential, 0, sizeof *credential);
-        credential->hash = stored_hashes[i];
+        credential->hash = hashes->hashes[i];
         credential->iterations = LIMIT_SCRAM_STORED_ITERATIONS;
         credential->salt_len = LIMIT_SCRAM_STORED_SALT_BYTES;
         credential->key_len = scram_hash_bytes(credential->hash);
@@ -331,7 +364,7 @@ static int command_set(session *ctl, bool create, const char *text, const char *
         return CTL_EXIT_BAD_JID;
     }
     storage_credential credentials[STORAGE_CREDENTIALS_MAX];
-    if (credentials_make(password, strlen(password), credentials) != 0) {
+    if (credentials_make(password, strlen(password), &every_hash, credentials) != 0) {
         fprintf(stderr, "starlingctl: user %s: the key derivation failed\n", command);
         return CTL_EXIT_FAILURE;
     }
@@ -465,6 +498,7 @@ typedef struct import_batch {
     size_t count;
     storage_credential (*credentials)[STORAGE_CREDENTIALS_MAX];
     import_item *items;
+    const hash_set *hashes;
     atomic_size_t next;
     atomic_bool failed;
     pthread_t threads[IMPORT_THREADS_MAX];
@@ -475,6 +509,7 @@ struct import_state {
     session *ctl;
     const char *name; /* the file as messages name it */
     bool skip_existing;
+    hash_set hashes;
     import_entry *entries;
     size_t count;
     size_t capacity;
@@ -590,7 +625,7 @@ static void *import_derive(void *context)
             return NULL;
         char *password = batch->entries[i].password;
         size_t password_len = strlen(password);
-        if (credentials_make(password, password_len, batch->credentials[i]) != 0)
+        if (credentials_make(password, password_len, batch->hashes, batch->credentials[i]) != 0)
             atomic_store(&batch->failed, true);
         OPENSSL_cleanse(password, password_len);
     }
@@ -651,10 +686,9 @@ static bool import_store(import_state *state, import_batch *batch)
         const import_entry *entry = &batch->entries[i];
         batch->items[i] = (import_item){state, entry};
         storage_status submitted;
-        while ((submitted =
-                    storage_user_create(state->ctl->storage, entry->domain, entry->localpart,
-                                        batch->credentials[i], STORAGE_CREDENTIALS_MAX,
-                                        on_import_created, &batch->items[i])) == STORAGE_BUSY &&
+        while ((submitted = storage_user_create(
+                    state->ctl->storage, entry->domain, entry->localpart, batch->credentials[i],
+                    batch->hashes->count, on_import_created, &batch->items[i])) == STORAGE_BUSY &&
                monotonic_ms() < deadline_ms)
             storage_waiter_run(state->ctl->waiter, WAIT_SLICE_MS);
         if (submitted == STORAGE_OK)
@@ -705,6 +739,7 @@ static int import_run(import_state *state)
         import_batch *deriving = k < batches ? &slots[k % 2] : NULL;
         if (deriving != NULL) {
             deriving->entries = &state->entries[k * batch_users];
+            deriving->hashes = &state->hashes;
             deriving->count = state->count - k * batch_users;
             if (deriving->count > batch_users)
                 deriving->count = batch_users;
@@ -728,10 +763,18 @@ static int import_run(import_state *state)
 /* user import [--skip-existing] FILE: every line checked first (a
  * malformed one stops the import before anything is written), then the
  * users created in parallel batches; a summary line at the end. */
-static int command_import(session *ctl, const char *path, bool skip_existing)
+/* Options of the user subcommands. */
+typedef struct user_options {
+    bool skip_existing; /* import: an existing user is skipped, not an error */
+    bool hashes_given;  /* import: --hashes narrowed hashes */
+    hash_set hashes;
+} user_options;
+
+static int command_import(session *ctl, const char *path, const user_options *options)
 {
     static import_state state;
-    state = (import_state){.ctl = ctl, .skip_existing = skip_existing};
+    state = (import_state){
+        .ctl = ctl, .skip_existing = options->skip_existing, .hashes = options->hashes};
     bool from_stdin = strcmp(path, "-") == 0;
     state.name = from_stdin ? "stdin" : path;
     FILE *in = from_stdin ? stdin : fopen(path, "re");
@@ -778,11 +821,13 @@ void ctl_user_usage(FILE *out)
             "  user delete JID             delete an account and all its data\n"
             "  user list [DOMAIN]          print every account's JID (of DOMAIN, or of every\n"
             "                              served domain), one per line\n"
-            "  user import [--skip-existing] FILE\n"
+            "  user import [--skip-existing] [--hashes LIST] FILE\n"
             "                              create the accounts of FILE ('-': stdin), one\n"
             "                              'JID PASSWORD' per line, '#' comments; a bad line\n"
             "                              stops it before anything is written; an existing\n"
-            "                              user is an error unless --skip-existing\n"
+            "                              user is an error unless --skip-existing;\n"
+            "                              --hashes sha-1,sha-256,sha-512 (the default) picks\n"
+            "                              which SCRAM credentials each user gets\n"
             "  user options: -c/--config FILE  the configuration (default: none, built-in\n"
             "                              defaults with STARLING_* overrides, as starling)\n"
             "  user exit statuses: 0 ok, 1 other failure, 2 usage or configuration, 3 bad\n"
@@ -793,7 +838,7 @@ void ctl_user_usage(FILE *out)
 }
 
 /* The subcommand, run on an open session. */
-static int user_dispatch(session *ctl, char **words, int count, bool skip_existing)
+static int user_dispatch(session *ctl, char **words, int count, const user_options *options)
 {
     const char *command = words[0];
     if (strcmp(command, "add") == 0 && count == 3)
@@ -804,15 +849,15 @@ static int user_dispatch(session *ctl, char **words, int count, bool skip_existi
         return command_delete(ctl, words[1]);
     if (strcmp(command, "list") == 0 && count <= 2)
         return command_list(ctl, count == 2 ? words[1] : NULL);
-    return command_import(ctl, words[1], skip_existing);
+    return command_import(ctl, words[1], options);
 }
 
-static bool user_arguments_fit(char **words, int count, bool skip_existing)
+static bool user_arguments_fit(char **words, int count, const user_options *options)
 {
     if (count < 1)
         return false;
     const char *command = words[0];
-    if (skip_existing && strcmp(command, "import") != 0)
+    if ((options->skip_existing || options->hashes_given) && strcmp(command, "import") != 0)
         return false;
     return (strcmp(command, "add") == 0 && count == 3) ||
            (strcmp(command, "passwd") == 0 && count == 3) ||
@@ -825,7 +870,7 @@ int ctl_user_main(int argc, char **argv, const char *config_path)
 {
     char *words[4];
     int count = 0;
-    bool skip_existing = false;
+    user_options options = {.hashes = every_hash};
     bool options_end = false;
     for (int i = 1; i < argc; i++) {
         if (options_end) {
@@ -838,7 +883,16 @@ int ctl_user_main(int argc, char **argv, const char *config_path)
                    i + 1 < argc) {
             config_path = argv[++i];
         } else if (strcmp(argv[i], "--skip-existing") == 0) {
-            skip_existing = true;
+            options.skip_existing = true;
+        } else if (strcmp(argv[i], "--hashes") == 0 && i + 1 < argc) {
+            if (hash_set_parse(argv[++i], &options.hashes) != 0) {
+                fprintf(stderr,
+                        "starlingctl: user: --hashes wants a list of sha-1, sha-256, "
+                        "sha-512, not '%s'\n",
+                        argv[i]);
+                return CTL_EXIT_USAGE;
+            }
+            options.hashes_given = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "starlingctl: user: unknown option '%s' (see --help)\n", argv[i]);
             return CTL_EXIT_USAGE;
@@ -848,7 +902,7 @@ int ctl_user_main(int argc, char **argv, const char *config_path)
             count++;
         }
     }
-    if (!user_arguments_fit(words, count > 4 ? 0 : count, skip_existing)) {
+    if (!user_arguments_fit(words, count > 4 ? 0 : count, &options)) {
         fprintf(stderr, "starlingctl: user: bad arguments (see --help)\n");
         return CTL_EXIT_USAGE;
     }
@@ -856,7 +910,7 @@ int ctl_user_main(int argc, char **argv, const char *config_path)
     int result = session_open(&ctl, config_path);
     if (result != CTL_EXIT_OK)
         return result;
-    result = user_dispatch(&ctl, words, count, skip_existing);
+    result = user_dispatch(&ctl, words, count, &options);
     session_close(&ctl);
     return result;
 }

@@ -6,7 +6,7 @@
  *   starlingctl user passwd JID PASSWORD
  *   starlingctl user delete JID
  *   starlingctl user list [DOMAIN]
- *   starlingctl user import [--skip-existing] FILE     ('-': standard input)
+ *   starlingctl user import [--skip-existing] [--hashes LIST] FILE  ('-': stdin)
  *
  * each with `-c FILE` / `--config FILE` (default: no file, the built-in
  * defaults with STARLING_* overrides, exactly what `starling` reads). Every

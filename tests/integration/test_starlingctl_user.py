@@ -109,9 +109,9 @@ class UserCommandCases:
         self.assertTrue(lines[0].startswith("starlingctl: "), lines[0])
         self.assertIn(text, lines[0])
 
-    def assert_password(self, domain, localpart, password):
+    def assert_password(self, domain, localpart, password, hashes=tuple(HASHES)):
         stored = self.backend.credentials(domain, localpart)
-        self.assertEqual(set(stored), set(HASHES))
+        self.assertEqual(set(stored), set(hashes))
         salts = set()
         for name, (salt, iterations, stored_key, server_key) in stored.items():
             digest = HASHES[name]
@@ -122,7 +122,7 @@ class UserCommandCases:
             client_key = hmac.new(salted, b"Client Key", digest).digest()
             self.assertEqual(stored_key, digest(client_key).digest(), name)
             self.assertEqual(server_key, hmac.new(salted, b"Server Key", digest).digest(), name)
-        self.assertEqual(len(salts), 3, "each hash gets its own salt")
+        self.assertEqual(len(salts), len(hashes), "each hash gets its own salt")
 
     def listed(self, *arguments):
         result = self.ctl("list", *arguments)
@@ -207,6 +207,20 @@ class UserCommandCases:
         self.expect(skip, EXIT_OK)
         self.assertIn("0 created, 5 skipped as existing, 0 errors", skip.stdout)
         self.assertEqual(self.backend.user_count(), 5)
+
+    def test_import_with_fewer_hashes(self):
+        result = self.ctl("import", "--hashes", "SHA-256", "-", stdin="alice@localhost pw\n")
+        self.expect(result, EXIT_OK)
+        self.assert_password("localhost", "alice", "pw", hashes=("SHA-256",))
+        result = self.ctl("import", "--hashes", "sha-512,sha-1", "-", stdin="bob@localhost pw\n")
+        self.expect(result, EXIT_OK)
+        self.assert_password("localhost", "bob", "pw", hashes=("SHA-512", "SHA-1"))
+        for bad in ["md5", "sha-256,sha-256", "", "sha-256,"]:
+            with self.subTest(hashes=bad):
+                self.expect_one_line_error(self.ctl("import", "--hashes", bad, "-", stdin=""),
+                                           EXIT_USAGE, "--hashes")
+        self.expect_one_line_error(self.ctl("add", "--hashes", "sha-1", "c@localhost", "pw"),
+                                   EXIT_USAGE, "bad arguments")
 
     def test_bad_arguments(self):
         for arguments in [("add", "alice@localhost"), ("delete",), ("frobnicate",),
