@@ -286,6 +286,11 @@ class SqliteUserTests(UserCommandCases, unittest.TestCase):
         config = self.write("blocked.yaml", f"data_dir: {blocker}/data\n")
         self.expect_one_line_error(self.ctl("list", config=config), EXIT_UNAVAILABLE,
                                    "cannot create the database directory")
+        server = subprocess.run([STARLING, "--config", config, "--port", str(free_port()),
+                                 "--reactors", "1"], capture_output=True, text=True,
+                                timeout=TIMEOUT_S, env=clean_environment())
+        self.assertEqual(server.returncode, 2, server.stderr)
+        self.assertIn("cannot create the database directory", server.stderr)
 
     def test_postgresql_on_a_closed_port(self):
         """Until the PostgreSQL driver lands this is refused as an unknown
