@@ -356,10 +356,10 @@ int main(int argc, char **argv)
     rx_runtime *runtime = rx_runtime_create(&options.runtime);
     if (runtime == NULL)
         return 1;
-    /* The storage's thread starts in config_storage_open and inherits this
-     * thread's signal mask: block SIGTERM and SIGINT now, as the runtime
-     * does when it starts, so that they wait for the runtime's signalfd
-     * instead of killing the process through that thread. */
+    /* Block SIGTERM and SIGINT now, as the runtime does when it starts, so
+     * that they wait for the runtime's signalfd from here on. The storage's
+     * threads (started in config_storage_open) also block every signal
+     * themselves (storage_thread_block_signals). */
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
