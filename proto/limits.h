@@ -285,4 +285,36 @@
  * one is a backend process on the server. Over it: refused. */
 #define LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX 16u
 
+/* PBKDF2 iterations and salt bytes of the SCRAM credentials starlingctl
+ * stores (one salt per user and hash, from BoringSSL's RAND_bytes). 4096
+ * is the floor RFC 5802 section 5 and RFC 7677 section 4 recommend and
+ * the count clients accept (LIMIT_SCRAM_ITERATIONS_MIN): each login costs
+ * the client that many HMACs per hash, and an import costs three PBKDF2
+ * runs per user. 16 salt bytes (128 bits) make every user's keys unique. */
+#define LIMIT_SCRAM_STORED_ITERATIONS 4096u
+#define LIMIT_SCRAM_STORED_SALT_BYTES 16u
+
+/* Bytes of a password starlingctl accepts: as long as a JID part (RFC
+ * 7622's 1023); longer is a pasting accident. */
+#define LIMIT_CTL_PASSWORD_BYTES_MAX 1023u
+
+/* Bytes of one line of a `starlingctl user import` file: a JID (a
+ * localpart and a domain of 1023 bytes each), a separator, a password,
+ * with room to spare. Over it: the line is an error naming file:line. */
+#define LIMIT_CTL_IMPORT_LINE_BYTES_MAX 4096u
+
+/* Users `starlingctl user import` derives and submits together. Each one
+ * is one storage request, so a batch stays under the storage queue
+ * (LIMIT_STORAGE_QUEUE_REQUESTS) and is never refused as busy; 2048 lets
+ * the SQLite driver commit hundreds of creates per transaction, and two
+ * batches of derived credentials (one being derived, one being stored)
+ * take a few megabytes. */
+#define LIMIT_CTL_IMPORT_BATCH_USERS 2048u
+
+/* Time starlingctl waits for the storage to answer one operation (or one
+ * import batch) before it reports the database unavailable. SQLite waits
+ * LIMIT_STORAGE_SQLITE_BUSY_TIMEOUT_MS for a lock; a batch of creates
+ * takes well under a second; a minute means the database is stuck. */
+#define LIMIT_CTL_STORAGE_WAIT_MS 60000u
+
 #endif

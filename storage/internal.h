@@ -114,4 +114,10 @@ extern const size_t storage_migration_count;
  * an owned string (free it) or NULL. */
 char *storage_schema_render(const storage_migration *migration, storage_dialect dialect);
 
+/* First call of a driver's own thread: blocks every asynchronous signal in
+ * it, so that SIGTERM and SIGINT reach the runtime's signalfd (or the
+ * process's default action on the threads that take them), never a storage
+ * thread that would die with them or delay them. */
+void storage_thread_block_signals(void);
+
 #endif

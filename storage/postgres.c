@@ -164,8 +164,8 @@ struct pg_driver {
     pg_local *locals[LIMIT_REACTORS_MAX]; /* made lazily, each on its reactor */
     unsigned outstanding;                 /* reactor-path work not finished (mutex) */
     pthread_cond_t drained;
-    const char *keys[CONNECTION_KEYS + 3]; /* NULL-terminated, for libpq */
-    char *values[CONNECTION_KEYS + 3];
+    const char *keys[CONNECTION_KEYS + 4]; /* NULL-terminated, for libpq */
+    char *values[CONNECTION_KEYS + 4];
     char where[160]; /* "host:port/dbname" for messages */
     bool group_commit;
     unsigned capacity;
@@ -835,6 +835,7 @@ static void *storage_thread(void *argument)
 {
     pg_link *link = argument;
     pg_driver *driver = link->driver;
+    storage_thread_block_signals();
     pthread_mutex_lock(&driver->mutex);
     for (;;) {
         while (driver->count == 0 && !driver->closing) {
@@ -1386,6 +1387,12 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
             driver->keys[n] = connection_keys[k];
             ok = ok && (driver->values[n++] = strdup(given[k])) != NULL;
         }
+    }
+    /* TLS to the database only when asked for (see storage/README.md:
+     * libpq's OpenSSL and the server's BoringSSL share one process). */
+    if (given[5] == NULL && getenv("PGSSLMODE") == NULL) {
+        driver->keys[n] = "sslmode";
+        ok = ok && (driver->values[n++] = strdup("disable")) != NULL;
     }
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%u", (LIMIT_STORAGE_POSTGRESQL_CONNECT_MS + 999) / 1000);

@@ -506,6 +506,7 @@ static void batch_run(sqlite_driver *driver, storage_request **batch, unsigned c
 static void *storage_thread(void *argument)
 {
     sqlite_driver *driver = argument;
+    storage_thread_block_signals();
     pthread_mutex_lock(&driver->mutex);
     for (;;) {
         while (driver->count == 0 && !driver->closing) {

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -563,4 +564,11 @@ char *storage_schema_render(const storage_migration *migration, storage_dialect 
     }
     out[used] = '\0';
     return out;
+}
+
+void storage_thread_block_signals(void)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
 }

@@ -87,7 +87,7 @@ static int parse(int argc, char **argv, bench_options *options)
                                .pg_dbname = "postgres",
                                .pg_connections = "1",
                                .pg_reactor_connections = "on"};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         if (strcmp(argv[i], "--help") == 0) {
             fputs(USAGE, stdout);
             exit(0);
@@ -140,7 +140,6 @@ static int parse(int argc, char **argv, bench_options *options)
                     value != NULL ? value : "");
             return -1;
         }
-        i++;
     }
     /* Outstanding operations never pass the queue, so BUSY means a bug. */
     if (options->reactors * options->in_flight > LIMIT_STORAGE_QUEUE_REQUESTS) {

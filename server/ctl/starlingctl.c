@@ -4,8 +4,8 @@
  * Today it answers the two questions an operator asks before any account
  * exists: is the server speaking XMPP on this port (`probe`, also the
  * liveness check a Kubernetes pod runs), and which bounds is this build
- * running with (`limits`). Account management arrives with the storage
- * layer (issue 4) as `user ...` subcommands.
+ * running with (`limits`); and it manages accounts on the storage the
+ * configuration names (`user ...`, in ctl_user.c).
  *
  * probe opens a TCP connection, sends a client stream header, and reads the
  * answer with Starling's own tokenizer until the stream features arrive or
@@ -25,6 +25,7 @@
 
 #include "proto/limits.h"
 #include "proto/xml.h"
+#include "server/ctl/ctl_user.h"
 
 typedef struct probe_options {
     const char *host;
@@ -35,13 +36,14 @@ typedef struct probe_options {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: starlingctl COMMAND [options]\n"
+    fprintf(out, "usage: starlingctl [-c FILE] COMMAND [options]\n"
                  "  probe [--host H] [--port P] [--domain D] [--timeout-ms MS]\n"
                  "        open a client stream and wait for the stream features;\n"
                  "        exit 0 when the server answers correctly (defaults:\n"
                  "        127.0.0.1, 5222, localhost, 5000)\n"
                  "  limits   print every bound this build runs with\n"
                  "  version  print the version\n");
+    ctl_user_usage(out);
 }
 
 static uint64_t monotonic_ms(void)
@@ -225,6 +227,12 @@ static int command_limits(void)
     PRINT_LIMIT(LIMIT_STORAGE_POSTGRESQL_RECONNECT_MIN_MS);
     PRINT_LIMIT(LIMIT_STORAGE_POSTGRESQL_RECONNECT_MAX_MS);
     PRINT_LIMIT(LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX);
+    PRINT_LIMIT(LIMIT_SCRAM_STORED_ITERATIONS);
+    PRINT_LIMIT(LIMIT_SCRAM_STORED_SALT_BYTES);
+    PRINT_LIMIT(LIMIT_CTL_PASSWORD_BYTES_MAX);
+    PRINT_LIMIT(LIMIT_CTL_IMPORT_LINE_BYTES_MAX);
+    PRINT_LIMIT(LIMIT_CTL_IMPORT_BATCH_USERS);
+    PRINT_LIMIT(LIMIT_CTL_STORAGE_WAIT_MS);
 #undef PRINT_LIMIT
     return 0;
 }
@@ -256,10 +264,18 @@ static int parse_probe(int argc, char **argv, probe_options *options)
 
 int main(int argc, char **argv)
 {
+    const char *config_path = NULL;
+    if (argc >= 3 && (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) {
+        config_path = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[1], "user") == 0)
+        return ctl_user_main(argc - 1, argv + 1, config_path);
     if (strcmp(argv[1], "probe") == 0) {
         probe_options options = {"127.0.0.1", "5222", "localhost", 5000};
         if (parse_probe(argc, argv, &options) != 0)

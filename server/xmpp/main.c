@@ -9,16 +9,25 @@
  * With no arguments it runs on built-in defaults: domain localhost, client
  * port 5222 on 127.0.0.1. `--check-config FILE` validates a file (and the
  * environment) and exits without starting. Keys for what is not built yet
- * (storage, certificates, direct TLS, federation) are validated and
- * documented in deploy/CONFIG.md, and used from their issues on.
+ * (certificates, direct TLS, federation) are validated and documented in
+ * deploy/CONFIG.md, and used from their issues on.
+ *
+ * At start the configured storage is opened and its numbered migrations
+ * applied (config_storage_open, as starlingctl does); a database that
+ * cannot be opened, or whose schema is newer than this binary, stops the
+ * start with the driver's message and exit status 2. It is closed after
+ * the runtime has stopped. Logins do not read it yet (issue 5).
  */
 #include "proto/limits.h"
 #include "server/config/config.h"
+#include "server/config/config_storage.h"
 #include "server/runtime/rx.h"
 #include "server/xmpp/c2s.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,16 +356,42 @@ int main(int argc, char **argv)
     rx_runtime *runtime = rx_runtime_create(&options.runtime);
     if (runtime == NULL)
         return 1;
+    /* Block SIGTERM and SIGINT now, as the runtime does when it starts, so
+     * that they wait for the runtime's signalfd from here on. The storage's
+     * threads (started in config_storage_open) also block every signal
+     * themselves (storage_thread_block_signals). */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &signals, NULL) != 0) {
+        fprintf(stderr, "starling: cannot block SIGTERM and SIGINT\n");
+        rx_runtime_destroy(runtime);
+        return 1;
+    }
+    storage *accounts = NULL;
+    char reason[LIMIT_STORAGE_REASON_BYTES + 256];
+    if (config_storage_open(&settings, runtime, &accounts, reason, sizeof reason) != STORAGE_OK) {
+        fprintf(stderr, "starling: storage (%s): %s\n",
+                config_enum_name("storage.driver", settings.storage.driver), reason);
+        rx_runtime_destroy(runtime);
+        return 2;
+    }
+    rx_log(RX_LOG_INFO, "storage %s open at schema version %u",
+           config_enum_name("storage.driver", settings.storage.driver),
+           storage_schema_version(accounts));
     rx_status status = rx_runtime_add_listener(runtime, options.address, (uint16_t)options.port,
                                                &c2s_listener_ops, &context, NULL);
     if (status != RX_OK) {
         fprintf(stderr, "starling: cannot listen on %s port %u\n", options.address, options.port);
+        storage_close(accounts);
         rx_runtime_destroy(runtime);
         return 1;
     }
     rx_log(RX_LOG_INFO, "starling %s serving %s on %s:%u with %u reactors", STARLING_VERSION,
            options.domain, options.address, options.port, rx_runtime_reactor_count(runtime));
     status = rx_runtime_run(runtime);
+    storage_close(accounts);
     rx_runtime_destroy(runtime);
     rx_log(RX_LOG_INFO, "starling stopped");
     return status == RX_OK ? 0 : 1;

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -24,11 +25,17 @@ class Starling:
                      "--address", "127.0.0.1", *extra]
         self.proc = None
         self.log_path = None
+        # The server opens its storage at start: each one gets its own
+        # data_dir (SQLite database) unless the caller's environment sets one.
+        self.data_dir = tempfile.TemporaryDirectory(prefix="starling-it-data-")
 
     def __enter__(self):
         self.log_path = f"/tmp/starling-it-{os.getpid()}-{self.port}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        environment = dict(os.environ)
+        environment.setdefault("STARLING_DATA_DIR", self.data_dir.name)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=environment)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -71,3 +78,4 @@ class Starling:
                 self.check_clean_exit(status)
         finally:
             self.log.close()
+            self.data_dir.cleanup()
