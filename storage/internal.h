@@ -120,4 +120,23 @@ char *storage_schema_render(const storage_migration *migration, storage_dialect 
  * thread that would die with them or delay them. */
 void storage_thread_block_signals(void);
 
+/* The bounded ring of requests a driver's threads take their batches from.
+ * It has no lock of its own: every call is made with the driver's mutex
+ * held (the driver's condition variable goes with that mutex). */
+typedef struct storage_queue {
+    storage_request **ring; /* capacity entries */
+    unsigned capacity;
+    unsigned head;
+    unsigned count;
+} storage_queue;
+
+/* false: out of memory. */
+bool storage_queue_init(storage_queue *queue, unsigned capacity);
+void storage_queue_fini(storage_queue *queue);
+/* Appends request; false when the queue is full (nothing appended). */
+bool storage_queue_push(storage_queue *queue, storage_request *request);
+/* Moves the oldest requests into out (capacity entries): all of them when
+ * group, else one; returns how many (0 when empty). */
+unsigned storage_queue_take(storage_queue *queue, storage_request **out, bool group);
+
 #endif

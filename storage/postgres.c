@@ -176,9 +176,7 @@ struct pg_driver {
 
     pthread_mutex_t mutex; /* guards the queue and closing */
     pthread_cond_t wake;
-    storage_request **queue; /* ring of capacity */
-    unsigned head;
-    unsigned count;
+    storage_queue queue;
     bool closing;
     /* storage_request_complete is called from one thread at a time. */
     pthread_mutex_t completing;
@@ -838,19 +836,14 @@ static void *storage_thread(void *argument)
     storage_thread_block_signals();
     pthread_mutex_lock(&driver->mutex);
     for (;;) {
-        while (driver->count == 0 && !driver->closing) {
+        while (driver->queue.count == 0 && !driver->closing) {
             pthread_cond_wait(&driver->wake, &driver->mutex);
         }
-        if (driver->count == 0) {
+        unsigned taken = storage_queue_take(&driver->queue, link->batch, driver->group_commit);
+        if (taken == 0) {
             break;
         }
-        unsigned taken = driver->group_commit ? driver->count : 1;
-        for (unsigned i = 0; i < taken; i++) {
-            link->batch[i] = driver->queue[driver->head];
-            driver->head = (driver->head + 1) % driver->capacity;
-        }
-        driver->count -= taken;
-        if (driver->count > 0) {
+        if (driver->queue.count > 0) {
             pthread_cond_signal(&driver->wake); /* another link may take the rest */
         }
         pthread_mutex_unlock(&driver->mutex);
@@ -1329,7 +1322,7 @@ static void driver_free(pg_driver *driver)
     for (unsigned i = 0; i < LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX; i++) {
         free(driver->links[i].batch);
     }
-    free(driver->queue);
+    storage_queue_fini(&driver->queue);
     free(driver);
 }
 
@@ -1407,7 +1400,7 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
         snprintf(link->down_reason, sizeof link->down_reason, "not connected yet");
         ok = ok && (link->batch = calloc(capacity, sizeof *link->batch)) != NULL;
     }
-    if (!ok || (driver->queue = calloc(capacity, sizeof *driver->queue)) == NULL) {
+    if (!ok || !storage_queue_init(&driver->queue, (unsigned)capacity)) {
         driver_free(driver);
         snprintf(error, error_size, "postgresql: out of memory");
         return STORAGE_NOMEM;
@@ -1571,15 +1564,11 @@ static storage_status pg_submit(void *state, storage_request *request)
     pthread_mutex_lock(&driver->mutex);
     if (driver->closing || !driver->serving) {
         status = STORAGE_CLOSED;
-    } else if (driver->count == driver->capacity) {
+    } else if (!storage_queue_push(&driver->queue, request)) {
         atomic_fetch_add(&driver->busy_refusals, 1);
         status = STORAGE_BUSY;
-    } else {
-        driver->queue[(driver->head + driver->count) % driver->capacity] = request;
-        driver->count++;
-        if (driver->count == 1) {
-            pthread_cond_signal(&driver->wake);
-        }
+    } else if (driver->queue.count == 1) {
+        pthread_cond_signal(&driver->wake);
     }
     pthread_mutex_unlock(&driver->mutex);
     return status;
@@ -1593,7 +1582,7 @@ static void pg_stats(void *state, storage_stats *stats)
     stats->batches = atomic_load(&driver->batches);
     stats->busy_refusals = atomic_load(&driver->busy_refusals);
     pthread_mutex_lock(&driver->mutex);
-    stats->queued = driver->count;
+    stats->queued = driver->queue.count;
     pthread_mutex_unlock(&driver->mutex);
 }
 

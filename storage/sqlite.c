@@ -99,9 +99,7 @@ typedef struct sqlite_driver {
 
     pthread_mutex_t mutex; /* guards the queue and closing */
     pthread_cond_t wake;
-    storage_request **queue; /* ring of capacity */
-    unsigned head;
-    unsigned count;
+    storage_queue queue;
     bool closing;
     storage_request **batch; /* the storage thread's, capacity entries */
 
@@ -509,18 +507,13 @@ static void *storage_thread(void *argument)
     storage_thread_block_signals();
     pthread_mutex_lock(&driver->mutex);
     for (;;) {
-        while (driver->count == 0 && !driver->closing) {
+        while (driver->queue.count == 0 && !driver->closing) {
             pthread_cond_wait(&driver->wake, &driver->mutex);
         }
-        if (driver->count == 0) {
+        unsigned taken = storage_queue_take(&driver->queue, driver->batch, driver->group_commit);
+        if (taken == 0) {
             break;
         }
-        unsigned taken = driver->group_commit ? driver->count : 1;
-        for (unsigned i = 0; i < taken; i++) {
-            driver->batch[i] = driver->queue[driver->head];
-            driver->head = (driver->head + 1) % driver->capacity;
-        }
-        driver->count -= taken;
         pthread_mutex_unlock(&driver->mutex);
 
         batch_run(driver, driver->batch, taken);
@@ -572,10 +565,10 @@ static storage_status sqlite_create(storage *owner, const storage_option *option
     }
     sqlite_driver *driver = calloc(1, sizeof *driver);
     if (driver == NULL || (driver->path = strdup(path)) == NULL ||
-        (driver->queue = calloc(capacity, sizeof *driver->queue)) == NULL ||
+        !storage_queue_init(&driver->queue, (unsigned)capacity) ||
         (driver->batch = calloc(capacity, sizeof *driver->batch)) == NULL) {
         if (driver != NULL) {
-            free(driver->queue);
+            storage_queue_fini(&driver->queue);
             free(driver->path);
         }
         free(driver);
@@ -747,15 +740,11 @@ static storage_status sqlite_submit(void *state, storage_request *request)
     pthread_mutex_lock(&driver->mutex);
     if (driver->closing || !driver->thread_started) {
         status = STORAGE_CLOSED;
-    } else if (driver->count == driver->capacity) {
+    } else if (!storage_queue_push(&driver->queue, request)) {
         atomic_fetch_add(&driver->busy_refusals, 1);
         status = STORAGE_BUSY;
-    } else {
-        driver->queue[(driver->head + driver->count) % driver->capacity] = request;
-        driver->count++;
-        if (driver->count == 1) {
-            pthread_cond_signal(&driver->wake);
-        }
+    } else if (driver->queue.count == 1) {
+        pthread_cond_signal(&driver->wake);
     }
     pthread_mutex_unlock(&driver->mutex);
     return status;
@@ -769,7 +758,7 @@ static void sqlite_stats(void *state, storage_stats *stats)
     stats->batches = atomic_load(&driver->batches);
     stats->busy_refusals = atomic_load(&driver->busy_refusals);
     pthread_mutex_lock(&driver->mutex);
-    stats->queued = driver->count;
+    stats->queued = driver->queue.count;
     pthread_mutex_unlock(&driver->mutex);
 }
 
@@ -795,7 +784,7 @@ static void sqlite_close(void *state)
     pthread_cond_destroy(&driver->wake);
     pthread_mutex_destroy(&driver->mutex);
     free(driver->batch);
-    free(driver->queue);
+    storage_queue_fini(&driver->queue);
     free(driver->path);
     free(driver);
 }

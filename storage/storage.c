@@ -572,3 +572,36 @@ void storage_thread_block_signals(void)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
+
+bool storage_queue_init(storage_queue *queue, unsigned capacity)
+{
+    *queue = (storage_queue){.capacity = capacity};
+    queue->ring = calloc(capacity, sizeof *queue->ring);
+    return queue->ring != NULL;
+}
+
+void storage_queue_fini(storage_queue *queue)
+{
+    free(queue->ring);
+    queue->ring = NULL;
+}
+
+bool storage_queue_push(storage_queue *queue, storage_request *request)
+{
+    if (queue->count == queue->capacity)
+        return false;
+    queue->ring[(queue->head + queue->count) % queue->capacity] = request;
+    queue->count++;
+    return true;
+}
+
+unsigned storage_queue_take(storage_queue *queue, storage_request **out, bool group)
+{
+    unsigned taken = group ? queue->count : (queue->count > 0 ? 1 : 0);
+    for (unsigned i = 0; i < taken; i++) {
+        out[i] = queue->ring[queue->head];
+        queue->head = (queue->head + 1) % queue->capacity;
+    }
+    queue->count -= taken;
+    return taken;
+}
