@@ -197,6 +197,24 @@
  * storage.postgresql.connections_per_reactor */
 #define LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX 16u
 
+/* --------------------------------------------------------------------- JIDs */
+
+/* Bytes of each part of a JID (localpart, domainpart, resourcepart) after
+ * preparation: RFC 7622 section 3.1 (and 3.2, 3.3) caps each at 1023
+ * octets. Over it: jid-malformed. */
+#define LIMIT_JID_PART_BYTES_MAX 1023u
+
+/* Bytes of a part before preparation. Preparation shrinks a string by at
+ * most a factor of three (a fullwidth letter, a Hangul L V T sequence or
+ * U+3000 becomes one third of its bytes), so a longer input can never
+ * prepare to LIMIT_JID_PART_BYTES_MAX; the bound (with margin) caps the
+ * mapping buffers and work per part. Over it: jid-malformed. */
+#define LIMIT_JID_PART_INPUT_BYTES_MAX (4u * LIMIT_JID_PART_BYTES_MAX)
+
+/* Bytes of a prepared full JID, local@domain/resource: three parts and
+ * two separators. A parsed JID is held in a fixed buffer of this size. */
+#define LIMIT_JID_BYTES_MAX (3u * LIMIT_JID_PART_BYTES_MAX + 2u)
+
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A
