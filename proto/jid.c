@@ -13,7 +13,8 @@
  * UTS 46 processing (IDN2_NO_TR46: plain IDNA2008); its A-label result is
  * checked with the same LDH rules (libidn2 lets ASCII such as '@' or '_'
  * through untouched) and converted back to U-labels, which must give the
- * same A-labels again, so a stored domainpart always prepares to itself.
+ * same A-labels again and be unchanged by the mapping, so a stored
+ * domainpart always prepares to itself.
  */
 #include "proto/jid.h"
 
@@ -131,6 +132,21 @@ static jid_result prepare_ipv6(const char *in, size_t in_len, char *out, size_t 
     return JID_OK;
 }
 
+/* Whether U-labels (from libidn2) are already in mapped form. An A-label
+ * can decode to what the mapping would change (upper-case Cherokee, which
+ * libidn2 accepts), and such a domain would not prepare to itself. */
+static jid_result check_mapped(const char *unicode, size_t len)
+{
+    char mapped[LIMIT_JID_PART_BYTES_MAX];
+    size_t mapped_len;
+    precis_result result = precis_domain_map(unicode, len, mapped, sizeof mapped, &mapped_len);
+    if (result == PRECIS_ERROR_MEMORY)
+        return JID_ERROR_MEMORY;
+    if (result != PRECIS_OK || mapped_len != len || memcmp(mapped, unicode, len) != 0)
+        return JID_ERROR_DOMAINPART;
+    return JID_OK;
+}
+
 /* libidn2's part: name (mapped, NUL-terminated, no final dot) to A-labels
  * and back to U-labels, written to out. */
 static jid_result prepare_idna(const char *name, char *out, size_t *out_len)
@@ -147,7 +163,7 @@ static jid_result prepare_idna(const char *name, char *out, size_t *out_len)
         status = idn2_lookup_u8((const uint8_t *)unicode, (uint8_t **)&again, IDN2_NO_TR46);
     if (status == IDN2_OK && strcmp(ascii, again) == 0) {
         size_t len = strlen(unicode);
-        result = len <= LIMIT_JID_PART_BYTES_MAX ? JID_OK : JID_ERROR_TOO_LONG;
+        result = len <= LIMIT_JID_PART_BYTES_MAX ? check_mapped(unicode, len) : JID_ERROR_TOO_LONG;
         if (result == JID_OK) {
             memcpy(out, unicode, len);
             *out_len = len;

@@ -297,6 +297,7 @@ static void domainpart(void)
     refuses("ab--cd.com", JID_ERROR_DOMAINPART);
     refuses("xn--zz.com", JID_ERROR_DOMAINPART); /* not Punycode of anything valid */
     refuses("xn--ab.com", JID_ERROR_DOMAINPART);
+    refuses("xn--cceb", JID_ERROR_DOMAINPART);         /* upper-case Cherokee: not in mapped form */
     refuses("\xe2\x85\xb3.com", JID_ERROR_DOMAINPART); /* ⅳ: IDNA2008 disallows it */
     refuses("\xe2\x99\x9a.com", JID_ERROR_DOMAINPART); /* ♚ */
     refuses("1\xd7\x90.com", JID_ERROR_DOMAINPART);    /* the Bidi Rule */
