@@ -53,6 +53,25 @@ static jid_result from_precis(precis_result result, jid_result part_error)
 
 /* ---------------------------------------------------------------- parts */
 
+/* RFC 7622 section 3.3.1: PVALID in IdentifierClass, but never allowed
+ * in a localpart. */
+static bool forbidden_in_localpart(char c)
+{
+    switch (c) {
+    case '"':
+    case '&':
+    case '\'':
+    case '/':
+    case ':':
+    case '<':
+    case '>':
+    case '@':
+        return true;
+    default:
+        return false;
+    }
+}
+
 jid_result jid_prepare_localpart(const char *in, size_t in_len, char *out, size_t *out_len)
 {
     precis_result prepared =
@@ -60,12 +79,10 @@ jid_result jid_prepare_localpart(const char *in, size_t in_len, char *out, size_
     jid_result result = from_precis(prepared, JID_ERROR_LOCALPART);
     if (result != JID_OK)
         return result;
-    /* RFC 7622 section 3.3.1: these are PVALID in IdentifierClass but
-     * never allowed in a localpart. */
+    bool forbidden = false;
     for (size_t i = 0; i < *out_len; i++)
-        if (memchr("\"&'/:<>@", out[i], 8) != NULL)
-            return JID_ERROR_LOCALPART;
-    return JID_OK;
+        forbidden |= forbidden_in_localpart(out[i]);
+    return forbidden ? JID_ERROR_LOCALPART : JID_OK;
 }
 
 jid_result jid_prepare_resourcepart(const char *in, size_t in_len, char *out, size_t *out_len)
