@@ -77,7 +77,9 @@ typedef struct jid {
 } jid;
 
 /* Parses and prepares in (borrowed, in_len bytes, need not be
- * NUL-terminated) into *out (borrowed). On failure *out is unspecified. */
+ * NUL-terminated) into *out (borrowed). On failure *out is unspecified.
+ * A JID from an XML attribute is passed after XML unescaping ("&amp;" is
+ * '&'). */
 jid_result jid_parse(const char *in, size_t in_len, jid *out);
 
 /* Prepare one part. in is borrowed (in_len bytes, need not be
@@ -113,7 +115,9 @@ static inline size_t jid_full_length(const jid *j)
     return jid_bare_length(j) + (j->resourcepart_len ? j->resourcepart_len + 1u : 0u);
 }
 
-/* Where each part starts in j->text (borrowed from j). */
+/* Where each part starts in j->text (borrowed from j; not NUL-terminated
+ * but by the lengths). jid_resourcepart means something only when
+ * resourcepart_len > 0, jid_localpart only when localpart_len > 0. */
 static inline const char *jid_localpart(const jid *j)
 {
     return j->text;

@@ -60,7 +60,10 @@ precis_property precis_property_of(uint32_t cp);
  * mapping, case mapping with Unicode toLowerCase, NFC, the Bidi Rule, and
  * IdentifierClass. in (borrowed, in_len bytes, need not be NUL-terminated)
  * is read; the result goes to out (borrowed, out_cap bytes, not
- * NUL-terminated) and its length to *out_len. */
+ * NUL-terminated) and its length to *out_len. A result longer than
+ * out_cap, or a non-ASCII input longer than LIMIT_JID_PART_INPUT_BYTES_MAX,
+ * is PRECIS_ERROR_TOO_LONG. Non-ASCII input takes about 12 KiB of stack
+ * for the mapping buffers. */
 precis_result precis_username_case_mapped(const char *in, size_t in_len, char *out, size_t out_cap,
                                           size_t *out_len);
 
