@@ -134,7 +134,8 @@ static jid_result prepare_ipv6(const char *in, size_t in_len, char *out, size_t 
 {
     char text[INET6_ADDRSTRLEN];
     struct in6_addr address;
-    if (in_len < 3 || in[in_len - 1] != ']' || in_len - 2 >= sizeof text)
+    if (in_len < 3 || in[in_len - 1] != ']' || in_len - 2 >= sizeof text ||
+        memchr(in, '\0', in_len) != NULL)
         return JID_ERROR_DOMAINPART;
     memcpy(text, in + 1, in_len - 2);
     text[in_len - 2] = '\0';

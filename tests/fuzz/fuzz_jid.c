@@ -7,8 +7,10 @@
  * every part within LIMIT_JID_PART_BYTES_MAX and the domainpart never
  * empty, the text NUL-terminated at its length with no NUL inside, and
  * preparation idempotent: the prepared text parses to the same JID, and
- * each prepared part prepares to itself.
+ * each prepared part prepares to itself. ASCII input is also prepared
+ * through the full (non-ASCII) path, which must agree with the ASCII one.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,40 @@ static void check_jid(const char *in, size_t in_len)
         check_part(jid_prepare_resourcepart, jid_resourcepart(&parsed), parsed.resourcepart_len);
 }
 
+/* The ASCII path and the full path agree: in (ASCII) with its first
+ * letter written fullwidth, which width mapping turns back into the
+ * letter, takes the full path and must prepare the same way (but for an
+ * IPv6 literal). */
+static void check_paths_agree(prepare_function prepare, const char *in, size_t in_len)
+{
+    static char variant[LIMIT_JID_PART_INPUT_BYTES_MAX + 2];
+    size_t letter = in_len;
+    for (size_t i = 0; i < in_len; i++) {
+        if ((unsigned char)in[i] >= 0x80)
+            return;
+        if (letter == in_len && ((in[i] >= 'a' && in[i] <= 'z') || (in[i] >= 'A' && in[i] <= 'Z')))
+            letter = i;
+    }
+    /* An IPv6 literal is ASCII only: a fullwidth hex digit is refused. */
+    if (letter == in_len || in_len > LIMIT_JID_PART_INPUT_BYTES_MAX - 2 || in[0] == '[')
+        return;
+    /* U+FF21..U+FF3A and U+FF41..U+FF5A, FULLWIDTH LATIN letters. */
+    bool upper = in[letter] <= 'Z';
+    unsigned cp = (upper ? 0xFF21u : 0xFF41u) + (unsigned)(in[letter] - (upper ? 'A' : 'a'));
+    memcpy(variant, in, letter);
+    variant[letter] = (char)(0xE0 | (cp >> 12));
+    variant[letter + 1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    variant[letter + 2] = (char)(0x80 | (cp & 0x3F));
+    memcpy(variant + letter + 3, in + letter + 1, in_len - letter - 1);
+    char ascii[LIMIT_JID_PART_BYTES_MAX], full[LIMIT_JID_PART_BYTES_MAX];
+    size_t ascii_len = 0, full_len = 0;
+    bool ascii_ok = prepare(in, in_len, ascii, &ascii_len) == JID_OK;
+    bool full_ok = prepare(variant, in_len + 2, full, &full_len) == JID_OK;
+    if (ascii_ok != full_ok ||
+        (ascii_ok && (ascii_len != full_len || memcmp(ascii, full, ascii_len) != 0)))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -59,5 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_part(jid_prepare_localpart, in, size);
     check_part(jid_prepare_domainpart, in, size);
     check_part(jid_prepare_resourcepart, in, size);
+    check_paths_agree(jid_prepare_localpart, in, size);
+    check_paths_agree(jid_prepare_domainpart, in, size);
     return 0;
 }

@@ -131,6 +131,12 @@ static void localpart_profile(void)
     accepts("\xc4\xb0@example.com", "i\xcc\x87@example.com"); /* İ -> i + U+0307 */
     /* Width mapping: fullwidth to ASCII, then lower case. */
     accepts("\xef\xbc\xaa\xef\xbd\x95liet@example.com", "juliet@example.com"); /* Ｊｕliet */
+    /* Halfwidth KA + halfwidth VOICED SOUND MARK: width mapping, then NFC
+     * composes them into GA. */
+    accepts("\xef\xbd\xb6\xef\xbe\x9e@example.com", "\xe3\x82\xac@example.com");
+    /* Conjoining jamo (old Hangul jamo, disallowed alone) compose under NFC
+     * into a syllable, which is allowed: the class is checked after. */
+    accepts("\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8@example.com", "\xea\xb0\x81@example.com");
     /* NFC: e + COMBINING ACUTE -> é. */
     accepts("e\xcc\x81@example.com", "\xc3\xa9@example.com");
     /* Disallowed: spaces, controls, symbols, compatibility characters,
@@ -286,6 +292,10 @@ static void domainpart(void)
     refuses("[]", JID_ERROR_DOMAINPART);
     refuses("[example]", JID_ERROR_DOMAINPART);
     refuses("[::1%eth0]", JID_ERROR_DOMAINPART);
+    refuses("[\xef\xbc\x91::]", JID_ERROR_DOMAINPART); /* a fullwidth digit */
+    check_label = "NUL in an IPv6 literal";
+    jid nul;
+    CHECK(jid_parse("[::\0junk]", 9, &nul) == JID_ERROR_DOMAINPART);
     refuses(".", JID_ERROR_EMPTY);
     refuses("example.com..", JID_ERROR_DOMAINPART);
     refuses(".example.com", JID_ERROR_DOMAINPART);
@@ -473,6 +483,16 @@ static void tables(void)
     CHECK(precis_property_of(0xFFFF) == PRECIS_DISALLOWED); /* noncharacter */
     CHECK(precis_property_of(0xE000) == PRECIS_DISALLOWED); /* private use */
     CHECK(precis_property_of(0x110000) == PRECIS_UNASSIGNED);
+
+    /* What the ASCII path assumes (proto/precis.c): printable ASCII is
+     * PVALID, U+0020 is a space (FREE_PVAL), the rest are controls. */
+    check_label = "ASCII in the tables";
+    for (uint32_t cp = 0; cp < 0x80; cp++) {
+        precis_property expected = cp >= 0x21 && cp <= 0x7E ? PRECIS_PVALID
+                                   : cp == 0x20             ? PRECIS_FREE_PVAL
+                                                            : PRECIS_DISALLOWED;
+        CHECK(precis_property_of(cp) == expected);
+    }
 
     /* Unassigned in the tables exactly where libunistring knows no
      * character: the age cap keeps the two Unicode versions in step. */
