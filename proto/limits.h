@@ -197,6 +197,46 @@
  * storage.postgresql.connections_per_reactor */
 #define LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX 16u
 
+/* ------------------------------------------------------- sessions and routing */
+
+/* Resources (bound sessions) one user holds at once, on the reactor that
+ * owns the user's shard. Phones, desktops and a web client make a handful;
+ * more than 32 is a runaway reconnect loop or an abuse, and a bare-JID
+ * delivery walks them all. Over it: the bind is refused with
+ * resource-constraint (RFC 6120 section 7.6.2.1). */
+#define LIMIT_SESSION_RESOURCES_PER_USER 32u
+
+/* Bound sessions one reactor's session table holds. A session is a
+ * connection that moved to its shard's reactor, so the connection bound is
+ * the natural one; the table's buckets are sized for it up front and never
+ * rehash on the hot path. Over it: the bind is refused with
+ * resource-constraint. */
+#define LIMIT_SESSIONS_PER_REACTOR LIMIT_CONNECTIONS_PER_REACTOR
+
+/* Bytes of a full JID as the router handles it: a localpart, a domainpart
+ * and a resourcepart of at most 1023 bytes each (RFC 7622 section 3), with
+ * '@' and '/'. Longer is jid-malformed. */
+#define LIMIT_ROUTE_JID_BYTES_MAX 3071u
+
+/* Nodes a cluster driver knows, and so the most a lookup answers with.
+ * A cluster of XMPP nodes is tens of pods; the answer of a lookup is held
+ * in a fixed array on the reactor that asked. */
+#define LIMIT_CLUSTER_NODES_MAX 256u
+
+/* Bare-JID recipients of one presence fan-out (the subscribers a user's
+ * presence goes to on one call). Rosters are capped well below this by
+ * the roster module; a bigger set is sent in several calls. Over it: the
+ * fan-out is refused (invalid). */
+#define LIMIT_CLUSTER_FANOUT_RECIPIENTS_MAX 4096u
+
+/* Cluster requests one reactor may have outstanding (submitted, callback
+ * not yet run). It bounds the memory of requests in flight and of answers
+ * a driver holds back while the asking reactor's mailbox is full; 4096 is
+ * several loop iterations of lookups at full message rate. Over it: the
+ * submission is refused with CLUSTER_BUSY (for XMPP: resource-constraint
+ * or wait). */
+#define LIMIT_CLUSTER_REQUESTS_PER_REACTOR 4096u
+
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A
