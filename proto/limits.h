@@ -208,8 +208,8 @@
 
 /* Bound sessions one reactor's session table holds. A session is a
  * connection that moved to its shard's reactor, so the connection bound is
- * the natural one; the table's buckets are sized for it up front and never
- * rehash on the hot path. Over it: the bind is refused with
+ * the natural one (the table's buckets double as it fills, so an idle
+ * reactor holds a small table). Over it: the bind is refused with
  * resource-constraint. */
 #define LIMIT_SESSIONS_PER_REACTOR LIMIT_CONNECTIONS_PER_REACTOR
 
