@@ -130,11 +130,10 @@ void cluster_request_complete(cluster_request *request)
     size_t *outstanding = &c->counters[request->reactor].outstanding;
     if (*outstanding > 0)
         (*outstanding)--;
-    cluster_callback *callback = request->callback;
-    void *context = request->context;
+    /* result.nodes points into the request: it is freed after the call. */
+    if (request->callback != NULL)
+        request->callback(request->context, &result);
     free(request);
-    if (callback != NULL)
-        callback(context, &result);
 }
 
 static bool jid_ok(const char *jid, size_t length)
