@@ -194,7 +194,17 @@ size_t stanza_error_write(const xml_view *view, stanza_error condition, const ch
     xml_view_routing(view, &routing);
     if (is_error_type(&routing))
         return 0;
-    xml_slice name = xml_element_name(view, root);
+    /* The reply's name is written from this list, never copied: only the
+     * three stanzas have error replies. */
+    static const char *const kinds[] = {"message", "presence", "iq"};
+    xml_slice root_name = xml_element_name(view, root);
+    xml_slice name = {NULL, 0};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (root_name.len == strlen(kinds[i]) &&
+            memcmp(root_name.ptr, kinds[i], root_name.len) == 0)
+            name = (xml_slice){kinds[i], root_name.len};
+    if (name.ptr == NULL)
+        return 0;
     const char *condition_name = stanza_error_name(condition);
     const char *type_name = stanza_error_type_name(stanza_error_type_of(condition));
 

@@ -134,9 +134,9 @@ bool stanza_from_allowed(const char *from, size_t from_length, const char *full_
  * sender; NULL: the stanza's from attribute), from = reply_from (the
  * addressee; NULL: the stanza's to attribute, left out when it has none),
  * the stanza's id, type='error', and the error element. Returns the bytes
- * written, or 0 when it does not fit, when a value cannot be read, or when
- * the stanza is itself of type error: errors are never answered with
- * errors (RFC 6120 section 8.3.1). 512 bytes plus six times the JIDs and id
+ * written, or 0 when it does not fit, when the root is not a message,
+ * presence or iq, or when the stanza is itself of type error: errors are
+ * never answered with errors (RFC 6120 section 8.3.1). 512 bytes plus six times the JIDs and id
  * always suffice.
  */
 size_t stanza_error_write(const xml_view *view, stanza_error condition, const char *reply_to,
