@@ -5,10 +5,12 @@
  * it sets the "current reactor" the callbacks record. A switch makes
  * posts to chosen reactors fail, as a full mailbox does.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/cluster.h"
 #include "cluster/hash.h"
@@ -381,6 +383,119 @@ static void test_create_errors(void)
     CHECK(strcmp(cluster_status_name(CLUSTER_BUSY), "busy") == 0);
 }
 
+/* ------------------------------------------------------ on a real runtime */
+
+/* The same driver with host.post NULL (rx_post) on four real reactors:
+ * each reactor publishes a user, looks another up, and delivers to a
+ * third; every callback must run on the reactor that asked, and every
+ * stanza on its recipient's shard. */
+#define RUNTIME_REACTORS 4u
+
+static cluster *runtime_cluster;
+static atomic_uint runtime_answers, runtime_found, runtime_wrong, runtime_arrivals;
+
+static void runtime_on_stanza(void *context, unsigned reactor, const char *recipient,
+                              size_t recipient_length, const char *stanza, size_t stanza_length)
+{
+    (void)context;
+    (void)stanza;
+    unsigned here = rx_reactor_index(rx_reactor_current());
+    size_t bare = recipient_length;
+    for (size_t i = 0; i < recipient_length; i++)
+        if (recipient[i] == '/') {
+            bare = i;
+            break;
+        }
+    if (here != reactor || here != cluster_shard(recipient, bare, RUNTIME_REACTORS) ||
+        stanza_length != 9)
+        atomic_fetch_add(&runtime_wrong, 1);
+    atomic_fetch_add(&runtime_arrivals, 1);
+}
+
+static void runtime_on_answer(void *context, const cluster_result *result)
+{
+    unsigned asked_on = (unsigned)(uintptr_t)context;
+    if (rx_reactor_index(rx_reactor_current()) != asked_on || result->status != CLUSTER_OK)
+        atomic_fetch_add(&runtime_wrong, 1);
+    atomic_fetch_add(&runtime_found, (unsigned)result->node_count);
+    atomic_fetch_add(&runtime_answers, 1);
+}
+
+/* words[0]: the phase; runs on each reactor. */
+static void runtime_step(const rx_message *message)
+{
+    unsigned here = rx_reactor_index(rx_reactor_current());
+    void *context = (void *)(uintptr_t)here;
+    char jid[64];
+    int n;
+    cluster_status status = CLUSTER_OK;
+    switch (message->words[0]) {
+    case 0:
+        n = snprintf(jid, sizeof jid, "user%u@example.com/r", here);
+        status = cluster_publish(runtime_cluster, here, jid, (size_t)n, runtime_on_answer, context);
+        break;
+    case 1:
+        n = snprintf(jid, sizeof jid, "user%u@example.com", (here + 1) % RUNTIME_REACTORS);
+        status = cluster_lookup(runtime_cluster, here, jid, (size_t)n, runtime_on_answer, context);
+        if (status == CLUSTER_OK)
+            status = cluster_lookup(runtime_cluster, here, "nobody@example.com", 18,
+                                    runtime_on_answer, context);
+        break;
+    default:
+        n = snprintf(jid, sizeof jid, "user%u@example.com/r", (here + 2) % RUNTIME_REACTORS);
+        status = cluster_deliver(runtime_cluster, here, 0, jid, (size_t)n, "<message/>", 9,
+                                 runtime_on_answer, context);
+        break;
+    }
+    if (status != CLUSTER_OK)
+        atomic_fetch_add(&runtime_wrong, 1);
+}
+
+static bool wait_until(atomic_uint *counter, unsigned value)
+{
+    unsigned long long deadline = harness_now_ms() + 10000;
+    while (atomic_load(counter) < value && harness_now_ms() < deadline)
+        usleep(1000);
+    return atomic_load(counter) >= value;
+}
+
+static void test_on_runtime(void)
+{
+    rx_options options;
+    rx_options_init(&options);
+    options.reactors = RUNTIME_REACTORS;
+    options.handle_signals = false;
+    rx_runtime *runtime = rx_runtime_create(&options);
+    CHECK(runtime != NULL);
+    if (runtime == NULL)
+        return;
+    rx_producer *producer = rx_producer_create(runtime);
+    CHECK(producer != NULL && rx_runtime_start(runtime) == RX_OK);
+    static const cluster_host runtime_host = {
+        .reactor_count = RUNTIME_REACTORS,
+        .on_stanza = runtime_on_stanza,
+    };
+    char error[128];
+    runtime_cluster = cluster_create("local", NULL, 0, &runtime_host, error, sizeof error);
+    CHECK(runtime_cluster != NULL);
+    unsigned expected_answers[3] = {RUNTIME_REACTORS, 3 * RUNTIME_REACTORS, 4 * RUNTIME_REACTORS};
+    for (unsigned phase = 0; phase < 3 && runtime_cluster != NULL; phase++) {
+        for (unsigned r = 0; r < RUNTIME_REACTORS; r++) {
+            rx_message step = {.function = runtime_step, .words = {phase, 0}};
+            CHECK(rx_producer_post(producer, r, &step) == RX_OK);
+        }
+        CHECK(wait_until(&runtime_answers, expected_answers[phase]));
+    }
+    CHECK(wait_until(&runtime_arrivals, RUNTIME_REACTORS));
+    /* Each lookup of a published user found this node; "nobody" found none. */
+    CHECK(atomic_load(&runtime_found) == RUNTIME_REACTORS);
+    CHECK(atomic_load(&runtime_wrong) == 0);
+    rx_runtime_stop(runtime);
+    rx_runtime_wait(runtime);
+    cluster_destroy(runtime_cluster);
+    rx_runtime_destroy(runtime);
+}
+
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
@@ -393,5 +508,6 @@ int main(int argc, char **argv)
     harness_run("busy_and_bounds", test_busy_and_bounds, filter);
     harness_run("reply_waits_for_poll", test_reply_waits_for_poll, filter);
     harness_run("create_errors", test_create_errors, filter);
+    harness_run("on_runtime", test_on_runtime, filter);
     return harness_finish();
 }
