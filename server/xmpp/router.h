@@ -21,9 +21,22 @@
  * test. Errors are never answered with errors (RFC 6120 section 8.3.1): any
  * decision that would reply to a stanza of type error drops it instead.
  *
- * Offline storage comes with issue 6: until then a message that the RFC
- * lets a server store offline is answered with service-unavailable, and the
- * action says it could have been stored (router_action.offline).
+ * Offline storage comes with complete IM (shared/DESIGN.md, "Where this is
+ * going", step 2): until then a message that the RFC lets a server store
+ * offline is answered with service-unavailable, and the action says it
+ * could have been stored (router_action.offline).
+ *
+ * Wiring, in c2s and the reactor that owns a shard:
+ *   router_stanza_read(view, session's full JID, ...)   addressing
+ *   stanza_from_allowed(...)                             else invalid-from
+ *   router_resolve(...)                                  who handles it
+ *   stanza_out_stamp + stanza_out_copy                   bytes to hand on
+ *   rx_post to cluster_shard(recipient bare JID)         or inline if here
+ *   ... on that reactor:
+ *   router_decide(stanza, recipient, session_table_user(...), &actions)
+ *   DELIVER: send the bytes; ERROR: stanza_error_write back to the sender
+ *   (still on the sender's reactor, while its view is valid, or from the
+ *   stamped copy); SERVER: the IQ/presence handlers, then router_unhandled.
  */
 #ifndef STARLING_SERVER_XMPP_ROUTER_H
 #define STARLING_SERVER_XMPP_ROUTER_H
@@ -79,8 +92,9 @@ typedef enum router_type {
 /* The kind of a root element by its local name (borrowed). */
 router_kind router_kind_of(xml_slice name);
 
-/* The type for kind from the 'type' attribute's value (borrowed; has_type
- * false when absent). A message's unknown type is normal (RFC 6121 section
+/* The type for kind from the 'type' attribute's value (borrowed, as
+ * written: a type spelled with character references is not understood;
+ * has_type false when absent). A message's unknown type is normal (RFC 6121 section
  * 5.2.2); an IQ needs one of get/set/result/error (RFC 6120 section 8.2.3);
  * a presence's unknown type is invalid. */
 router_type router_type_of(router_kind kind, bool has_type, xml_slice value);
