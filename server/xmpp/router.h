@@ -34,9 +34,9 @@
  *   rx_post to cluster_shard(recipient bare JID)         or inline if here
  *   ... on that reactor:
  *   router_decide(stanza, recipient, session_table_user(...), &actions)
- *   DELIVER: send the bytes; ERROR: stanza_error_write back to the sender
- *   (still on the sender's reactor, while its view is valid, or from the
- *   stamped copy); SERVER: the IQ/presence handlers, then router_unhandled.
+ *   DELIVER: send the bytes; ERROR: stanza_error_write_from_bytes on the
+ *   stamped copy, sent back to the sender; SERVER: the IQ and presence
+ *   handlers, then router_unhandled.
  */
 #ifndef STARLING_SERVER_XMPP_ROUTER_H
 #define STARLING_SERVER_XMPP_ROUTER_H

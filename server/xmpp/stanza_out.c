@@ -228,3 +228,21 @@ size_t stanza_error_write(const xml_view *view, stanza_error condition, const ch
     xml_write_end_tag(&w, name.ptr, name.len);
     return xml_writer_failed(&w) ? 0 : xml_writer_output(&w).len;
 }
+
+size_t stanza_error_write_from_bytes(xml_scratch *scratch, const char *stanza, size_t length,
+                                     stanza_error condition, char *out, size_t capacity)
+{
+    static const char header[] =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    xml_tokenizer tokenizer;
+    xml_view view;
+    size_t used = 0, written = 0;
+    xml_tokenizer_init(&tokenizer);
+    if (xml_tokenizer_feed(&tokenizer, scratch, header, sizeof header - 1, &used, &view) ==
+            XML_EVENT_STREAM_OPEN &&
+        xml_tokenizer_feed(&tokenizer, scratch, stanza, length, &used, &view) == XML_EVENT_STANZA &&
+        used == length)
+        written = stanza_error_write(&view, condition, NULL, 0, NULL, 0, out, capacity);
+    xml_tokenizer_fini(&tokenizer);
+    return written;
+}

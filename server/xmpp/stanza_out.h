@@ -144,4 +144,15 @@ size_t stanza_error_write(const xml_view *view, stanza_error condition, const ch
                           size_t reply_to_length, const char *reply_from, size_t reply_from_length,
                           char *out, size_t capacity);
 
+/*
+ * The same from a stanza's bytes alone (stamped bytes handed to another
+ * reactor: no view of them is left): parses stanza (borrowed) as one
+ * element of a jabber:client stream, using scratch (borrowed, the calling
+ * thread's) for its index, and answers it to its from (the stamped sender)
+ * from its to. Returns the bytes written, or 0 as above, or when the bytes
+ * are not one well-formed stanza.
+ */
+size_t stanza_error_write_from_bytes(xml_scratch *scratch, const char *stanza, size_t length,
+                                     stanza_error condition, char *out, size_t capacity);
+
 #endif

@@ -82,6 +82,21 @@ static void check_stamp(const xml_view *view)
         memcmp(again.bytes + tail_again, output + (length - tail_length), tail_length) != 0)
         abort();
     xml_tokenizer_fini(&t);
+    /* The reply built from the stamped bytes alone goes back to FROM. */
+    static char reply[8192];
+    size_t reply_length = stanza_error_write_from_bytes(
+        scratch_again, output, length, STANZA_ERROR_BAD_REQUEST, reply, sizeof reply);
+    if (reply_length > 0) {
+        if (reparse(&t, reply, reply_length, &again) != XML_EVENT_STANZA) {
+            if (!allowed_failure(&t))
+                abort();
+        } else if (!xml_element_attribute(&again, xml_view_root(&again), "to", 2, &from) ||
+                   !xml_attribute_value(&from, buffer, sizeof buffer, &value) ||
+                   value.len != sizeof FROM - 1 || memcmp(value.ptr, FROM, value.len) != 0) {
+            abort();
+        }
+        xml_tokenizer_fini(&t);
+    }
 }
 
 static void check_error_reply(const xml_view *view)

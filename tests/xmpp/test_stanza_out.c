@@ -281,7 +281,48 @@ static void test_error_replies(void)
                     stanza_error_name((stanza_error)c));
     }
     CHECK(strcmp(stanza_error_name(STANZA_ERROR_COUNT), "undefined-condition") == 0);
+
+    /* Not a stanza: no reply. */
+    static const char nonza[] = "<r xmlns='urn:xmpp:sm:3'/>";
+    CHECK(stanza_stream_feed(&st, nonza, sizeof nonza - 1));
+    CHECK(stanza_error_write(&st.view, STANZA_ERROR_BAD_REQUEST, S("x@y/z"), NULL, 0, reply,
+                             sizeof reply) == 0);
     CHECK(strcmp(stanza_error_name(STANZA_ERROR_JID_MALFORMED), "jid-malformed") == 0);
+    stanza_stream_close(&st);
+}
+
+/* On the recipient's reactor only the stamped bytes are left: the reply is
+ * built from them, prefixes declared inline included. */
+static void test_error_reply_from_bytes(void)
+{
+    static const char header[] =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:x='urn:example:x' to='example.com' version='1.0'>";
+    stanza_stream st;
+    CHECK(stanza_stream_open(&st, header));
+    static const char iq[] = "<iq type='set' id='s1' to='bob@example.com/gone'><x:q/></iq>";
+    CHECK(stanza_stream_feed(&st, iq, sizeof iq - 1));
+    stanza_out out;
+    CHECK(stanza_out_stamp(&st.view, S("alice@example.com/it's"), &out));
+    char bytes[512], reply[1024];
+    size_t length = stanza_out_copy(&out, bytes, sizeof bytes);
+    CHECK(length > 0);
+    xml_scratch *scratch = xml_scratch_create();
+    CHECK(scratch != NULL);
+    size_t n = stanza_error_write_from_bytes(scratch, bytes, length,
+                                             STANZA_ERROR_SERVICE_UNAVAILABLE, reply, sizeof reply);
+    CHECK(n > 0);
+    check_reply(reply, n, "iq", "alice@example.com/it's", "bob@example.com/gone", "s1", "cancel",
+                "service-unavailable");
+    /* Truncated bytes, or two elements, are not one stanza. */
+    CHECK(stanza_error_write_from_bytes(scratch, bytes, length - 1,
+                                        STANZA_ERROR_SERVICE_UNAVAILABLE, reply,
+                                        sizeof reply) == 0);
+    static const char two[] = "<iq type='get' id='1'/><iq type='get' id='2'/>";
+    CHECK(stanza_error_write_from_bytes(scratch, two, sizeof two - 1,
+                                        STANZA_ERROR_SERVICE_UNAVAILABLE, reply,
+                                        sizeof reply) == 0);
+    xml_scratch_destroy(scratch);
     stanza_stream_close(&st);
 }
 
@@ -291,6 +332,7 @@ int main(int argc, char **argv)
     harness_run("inline_namespace", test_inline_namespace, NULL);
     harness_run("from_allowed", test_from_allowed, NULL);
     harness_run("error_replies", test_error_replies, NULL);
+    harness_run("error_reply_from_bytes", test_error_reply_from_bytes, NULL);
     const char *path = argc > 1 ? argv[1] : NULL;
     harness_current_failed = false;
     test_corpus(path);
