@@ -292,7 +292,7 @@ cluster_status cluster_fan_out(cluster *cluster, unsigned reactor, const cluster
 {
     if (nodes == NULL || node_count == 0 || node_count > LIMIT_CLUSTER_NODES_MAX ||
         recipients == NULL || recipient_count == 0 ||
-        recipient_count > LIMIT_CLUSTER_FANOUT_RECIPIENTS_MAX || !stanza_ok(stanza, stanza_length))
+        recipient_count > LIMIT_CLUSTER_FAN_OUT_JIDS_MAX || !stanza_ok(stanza, stanza_length))
         return CLUSTER_INVALID;
     for (size_t i = 0; i < recipient_count; i++)
         if (!jid_ok(recipients[i].bytes, recipients[i].length))

@@ -162,7 +162,7 @@ cluster_status cluster_deliver(cluster *cluster, unsigned reactor, cluster_node 
 
 /* Sends one presence stanza to each of nodes (1..LIMIT_CLUSTER_NODES_MAX)
  * with the list of recipients (bare JIDs,
- * 1..LIMIT_CLUSTER_FANOUT_RECIPIENTS_MAX). The stanza crosses to each node
+ * 1..LIMIT_CLUSTER_FAN_OUT_JIDS_MAX). The stanza crosses to each node
  * once; each node runs host.on_stanza once per recipient, on the
  * recipient's reactor (a node holding no session of a recipient finds none
  * there: presence to an absent user is silently ignored, RFC 6121 section

@@ -227,7 +227,7 @@
  * presence goes to on one call). Rosters are capped well below this by
  * the roster module; a bigger set is sent in several calls. Over it: the
  * fan-out is refused (invalid). */
-#define LIMIT_CLUSTER_FANOUT_RECIPIENTS_MAX 4096u
+#define LIMIT_CLUSTER_FAN_OUT_JIDS_MAX 4096u
 
 /* Cluster requests one reactor may have outstanding (submitted, callback
  * not yet run). It bounds the memory of requests in flight and of answers
