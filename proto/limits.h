@@ -191,12 +191,6 @@
 #define LIMIT_CONFIG_TIMEOUT_MS_MIN 100u
 #define LIMIT_CONFIG_TIMEOUT_MS_MAX 86400000u
 
-/* Database connections one reactor opens (PostgreSQL). PostgreSQL's default
- * max_connections is 100; reactors x this must fit under it across every
- * node, so a larger value is a typo. config:
- * storage.postgresql.connections_per_reactor */
-#define LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX 16u
-
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A

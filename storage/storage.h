@@ -76,7 +76,8 @@ const char *storage_status_name(storage_status status);
  *   path            the database file (created if missing); required
  *   group_commit    "on" (default) or "off": one transaction per operation
  *   queue_requests  the request queue's capacity, 1..LIMIT_STORAGE_QUEUE_REQUESTS
- * PostgreSQL knows host, port, dbname, user, password, sslmode (libpq's),
+ * PostgreSQL knows host, port, dbname, user, password, sslmode, sslrootcert,
+ * sslcert, sslkey (libpq's),
  * group_commit, queue_requests (each queue's bound), reactor_connections
  * ("on" by default: each reactor owns a connection) and connections (the
  * thread pool for waiters, 1..LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX);
