@@ -37,11 +37,14 @@ __attribute__((visibility("default"))) void *pthread_getspecific(pthread_key_t k
 
 /* glibc declares value access-none, which leads gcc to think forwarding
  * it reads something uninitialised. */
+#if !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 __attribute__((visibility("default"))) int pthread_setspecific(pthread_key_t key, const void *value)
 {
     return forward.setspecific != NULL ? forward.setspecific(key, value) : EINVAL;
 }
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
