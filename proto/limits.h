@@ -228,6 +228,14 @@
  * config: storage.queue_requests */
 #define LIMIT_STORAGE_QUEUE_REQUESTS 4096u
 
+/* Requests a thread with a storage_waiter (starlingctl, start-up) may have
+ * submitted and not yet run the completions of, queued or completed. Its
+ * completions wait on the waiter's list until it runs them, outside any
+ * driver queue; over this bound submission fails with STORAGE_BUSY until
+ * storage_waiter_run has run some. Twice the queue: a full queue's worth
+ * in the driver and as many completed. */
+#define LIMIT_STORAGE_WAITER_PENDING (2u * LIMIT_STORAGE_QUEUE_REQUESTS)
+
 /* Rows one page of a listing returns (users today, archives later). A
  * page is held in memory until its callback returns; the caller pages on
  * with the last key it saw. Over it: the request is refused (invalid). */

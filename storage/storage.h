@@ -167,7 +167,9 @@ storage_waiter *storage_waiter_create(void);
 /* Frees a waiter that has no completion pending. */
 void storage_waiter_destroy(storage_waiter *waiter);
 /* Submissions made by the calling thread from now on complete through
- * waiter (borrowed until detached with NULL). */
+ * waiter (borrowed until detached with NULL). A waiter holds at most
+ * LIMIT_STORAGE_WAITER_PENDING requests submitted and not yet run; beyond
+ * that submission is refused with STORAGE_BUSY until it runs some. */
 void storage_waiter_attach(storage_waiter *waiter);
 /* Runs the completions that have arrived, waiting up to timeout_ms for the
  * first one. Returns how many callbacks ran (0 on timeout). */
