@@ -61,6 +61,7 @@ struct tls_session {
     bool established;
     bool output_failed;
     bool shutdown_sent;
+    bool input_dropped; /* a receive stopped early: the stream lost bytes */
 };
 
 _Static_assert(LIMIT_CONFIG_DOMAINS_MAX <= UINT8_MAX, "domain index fits in uint8_t");
@@ -424,8 +425,10 @@ static tls_result read_all(tls_session *session, const tls_io *io, size_t length
         ERR_clear_error();
         int returned = SSL_read(session->ssl, io->plaintext, capacity);
         if (returned > 0) {
-            if (!io->on_plaintext(io->argument, io->plaintext, (size_t)returned))
+            if (!io->on_plaintext(io->argument, io->plaintext, (size_t)returned)) {
+                session->input_dropped = true;
                 return TLS_STOPPED;
+            }
             continue;
         }
         bool again = false;
@@ -463,6 +466,8 @@ tls_result tls_session_receive(tls_session *session, const uint8_t *bytes, size_
         return TLS_ERROR;
     if (session->input != NULL)
         return fail(session, "receive called from inside receive");
+    if (session->input_dropped)
+        return fail(session, "receive after a stopped receive");
     if (io->plaintext == NULL || io->plaintext_capacity == 0 || io->on_plaintext == NULL ||
         io->on_ciphertext == NULL)
         return fail(session, "incomplete tls_io");

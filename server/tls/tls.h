@@ -79,7 +79,8 @@ typedef enum tls_result {
     TLS_OK = 0,  /* the call did what it was asked */
     TLS_CLOSED,  /* the peer sent close_notify: no more plaintext comes */
     TLS_STOPPED, /* the plaintext callback returned false: the rest of the
-                  * input was dropped; close the connection */
+                  * input was dropped, so later receives fail; sending
+                  * (a stream error) and shutdown still work */
     TLS_ERROR,   /* fatal: tls_session_error names why; close the connection */
 } tls_result;
 
@@ -141,8 +142,9 @@ tls_result tls_session_receive(tls_session *session, const uint8_t *bytes, size_
 tls_result tls_session_send(tls_session *session, const uint8_t *bytes, size_t length,
                             const tls_io *io);
 
-/* Sends close_notify through io->on_ciphertext (once; later calls do
- * nothing). TLS_OK or TLS_ERROR. */
+/* Sends close_notify through io->on_ciphertext (once; later calls, and a
+ * call before the handshake completed, send nothing). TLS_OK or
+ * TLS_ERROR. */
 tls_result tls_session_shutdown(tls_session *session, const tls_io *io);
 
 /* True once the handshake has completed. */

@@ -561,6 +561,65 @@ static void test_ticket_resumption(void)
     server_close(&server);
 }
 
+/* A plaintext callback that answers every piece at once, from inside the
+ * receive, and stops at a '!'. */
+static bool echo_until_bang(void *argument, const uint8_t *data, size_t length)
+{
+    server_side *server = argument;
+    CHECK(bytes_append(&server->received, data, length));
+    CHECK(tls_session_send(server->session, data, length, &server->io) == TLS_OK);
+    return memchr(data, '!', length) == NULL;
+}
+
+static void test_send_inside_receive_and_stop(void)
+{
+    client_side client;
+    server_side server;
+    client_open(&client, "a.example", TLS1_2_VERSION, TLS1_3_VERSION, NULL, NULL, 0);
+    server_open(&server, TLS_MODE_STARTTLS, sizeof server.scratch);
+    CHECK(handshake(&client, &server, 1 << 20));
+    server.io.on_plaintext = echo_until_bang;
+    CHECK(SSL_write(client.ssl, "abc", 3) == 3);
+    client_to_server(&client, &server, 1 << 20);
+    CHECK(server.last == TLS_OK);
+    server_to_client(&server, &client);
+    bytes got = {0};
+    CHECK(client_read_all(&client, &got) == SSL_ERROR_WANT_READ);
+    CHECK(got.length == 3 && memcmp(got.data, "abc", 3) == 0);
+
+    /* Two records in one receive; the callback stops at the first. */
+    CHECK(SSL_write(client.ssl, "stop!", 5) == 5);
+    CHECK(SSL_write(client.ssl, "lost", 4) == 4);
+    client_to_server(&client, &server, 1 << 20);
+    CHECK(server.last == TLS_STOPPED);
+    CHECK(server.received.length == 8 && memcmp(server.received.data, "abcstop!", 8) == 0);
+    /* The stream lost bytes: receiving fails, but a last word and
+     * close_notify still go out. */
+    CHECK(tls_session_receive(server.session, (const uint8_t *)"x", 1, &server.io) == TLS_ERROR);
+    CHECK(strcmp(tls_session_error(server.session), "receive after a stopped receive") == 0);
+    server_close(&server);
+    client_close(&client);
+    free(got.data);
+
+    client_open(&client, "a.example", TLS1_2_VERSION, TLS1_3_VERSION, NULL, NULL, 0);
+    server_open(&server, TLS_MODE_STARTTLS, sizeof server.scratch);
+    CHECK(handshake(&client, &server, 1 << 20));
+    server.io.on_plaintext = echo_until_bang;
+    CHECK(SSL_write(client.ssl, "bad!", 4) == 4);
+    client_to_server(&client, &server, 1 << 20);
+    CHECK(server.last == TLS_STOPPED);
+    CHECK(tls_session_send(server.session, (const uint8_t *)"</stream:stream>", 16, &server.io) ==
+          TLS_OK);
+    CHECK(tls_session_shutdown(server.session, &server.io) == TLS_OK);
+    server_to_client(&server, &client);
+    bytes last = {0};
+    CHECK(client_read_all(&client, &last) == SSL_ERROR_ZERO_RETURN);
+    CHECK(last.length == 20 && memcmp(last.data, "bad!</stream:stream>", 20) == 0);
+    free(last.data);
+    server_close(&server);
+    client_close(&client);
+}
+
 typedef struct moved {
     client_side *client;
     server_side *server;
@@ -784,6 +843,7 @@ int main(int argc, char **argv)
     harness_run("tls_exporter", test_tls_exporter, filter);
     harness_run("tls_server_end_point", test_tls_server_end_point, filter);
     harness_run("ticket_resumption", test_ticket_resumption, filter);
+    harness_run("send_inside_receive_and_stop", test_send_inside_receive_and_stop, filter);
     harness_run("session_moves_thread", test_session_moves_thread, filter);
     harness_run("self_signed", test_self_signed, filter);
     harness_run("context_from_config", test_context_from_config, filter);
