@@ -41,6 +41,21 @@
  *
  * Threads: a session is used by one thread at a time (the reactor that
  * owns its connection); the context by any number.
+ *
+ * Wiring (c2s): at start, tls_context_from_config (cert.h). Each reactor
+ * keeps one tls_io whose plaintext is a LIMIT_TLS_PLAINTEXT_BUFFER_BYTES
+ * scratch buffer, on_ciphertext queues with rx_conn_send(conn, ...) ==
+ * RX_OK, and on_plaintext feeds the XML tokenizer; argument is set to the
+ * connection before each call. Direct TLS: tls_session_create(context,
+ * TLS_MODE_DIRECT) at accept, and every received buffer goes to
+ * tls_session_receive. STARTTLS: after queueing <proceed/> in plaintext,
+ * tls_session_create(context, TLS_MODE_STARTTLS), and the bytes after
+ * </starttls> in the same receive buffer (if any) go to
+ * tls_session_receive first. Every stanza out goes through
+ * tls_session_send; at close, tls_session_shutdown then rx_conn_close.
+ * TLS_ERROR closes the connection (any alert BoringSSL produced has
+ * already gone to on_ciphertext); tls_session_error is the log line's
+ * reason.
  */
 #ifndef STARLING_SERVER_TLS_TLS_H
 #define STARLING_SERVER_TLS_TLS_H
