@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/ec_key.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -769,6 +771,112 @@ static void test_context_from_config(void)
     CHECK(strstr(error, "missing.pem") != NULL);
 }
 
+/* A certificate for common_name (also its SAN DNS name when not a CA)
+ * holding key's public half, signed by issuer_key with digest; issuer
+ * NULL makes it self-signed. */
+static X509 *make_certificate(const char *common_name, EVP_PKEY *key, X509 *issuer,
+                              EVP_PKEY *issuer_key, bool ca, const EVP_MD *digest)
+{
+    X509 *certificate = X509_new();
+    X509_set_version(certificate, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(certificate), ca ? 1 : 2);
+    X509_gmtime_adj(X509_getm_notBefore(certificate), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(certificate), 86400);
+    X509_NAME *name = X509_get_subject_name(certificate);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const uint8_t *)common_name, -1, -1, 0);
+    X509_set_issuer_name(certificate, issuer != NULL ? X509_get_subject_name(issuer) : name);
+    X509_set_pubkey(certificate, key);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, issuer != NULL ? issuer : certificate, certificate, NULL, NULL, 0);
+    char san[128];
+    snprintf(san, sizeof san, "DNS:%s", common_name);
+    X509_EXTENSION *extensions[] = {
+        X509V3_EXT_nconf_nid(NULL, &v3, NID_basic_constraints,
+                             ca ? "critical,CA:TRUE" : "critical,CA:FALSE"),
+        ca ? X509V3_EXT_nconf_nid(NULL, &v3, NID_key_usage, "critical,keyCertSign,cRLSign")
+           : X509V3_EXT_nconf_nid(NULL, &v3, NID_subject_alt_name, san)};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(extensions[i] != NULL && X509_add_ext(certificate, extensions[i], -1) == 1);
+        X509_EXTENSION_free(extensions[i]);
+    }
+    CHECK(X509_sign(certificate, issuer_key, digest) > 0);
+    return certificate;
+}
+
+static EVP_PKEY *make_key(void)
+{
+    EVP_PKEY *key = EVP_PKEY_new();
+    EC_KEY *ec_key = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+    CHECK(EC_KEY_generate_key(ec_key) == 1 && EVP_PKEY_assign_EC_KEY(key, ec_key) == 1);
+    return key;
+}
+
+/* A root, an intermediate and a leaf for c.example signed with SHA-384:
+ * the server's file holds leaf and intermediate, the client trusts the
+ * root alone, so verification needs the intermediate the server sent; and
+ * tls-server-end-point is SHA-384 (the leaf's signature hash). */
+static void test_chain_and_sha384_end_point(void)
+{
+    EVP_PKEY *root_key = make_key(), *middle_key = make_key(), *leaf_key = make_key();
+    X509 *root = make_certificate("Test Root", root_key, NULL, root_key, true, EVP_sha256());
+    X509 *middle =
+        make_certificate("Test Intermediate", middle_key, root, root_key, true, EVP_sha256());
+    X509 *leaf = make_certificate("c.example", leaf_key, middle, middle_key, false, EVP_sha384());
+    char chain_path[sizeof directory + 32], key_path[sizeof directory + 32];
+    snprintf(chain_path, sizeof chain_path, "%s/chain.pem", directory);
+    snprintf(key_path, sizeof key_path, "%s/chain.key", directory);
+    FILE *file = fopen(chain_path, "w");
+    CHECK(file != NULL && PEM_write_X509(file, leaf) == 1 && PEM_write_X509(file, middle) == 1);
+    if (file != NULL)
+        fclose(file);
+    file = fopen(key_path, "w");
+    CHECK(file != NULL && PEM_write_PrivateKey(file, leaf_key, NULL, NULL, 0, NULL, NULL) == 1);
+    if (file != NULL)
+        fclose(file);
+
+    tls_certificate entry = {"c.example", chain_path, key_path};
+    char error[TLS_ERROR_BYTES] = "";
+    tls_context *chained = tls_context_create(&entry, 1, error, sizeof error);
+    CHECK(chained != NULL);
+    SSL_CTX *verifying = SSL_CTX_new(TLS_method());
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(verifying), root);
+    SSL_CTX_set_verify(verifying, SSL_VERIFY_PEER, NULL);
+    if (chained != NULL && verifying != NULL) {
+        tls_context *saved_context = context;
+        SSL_CTX *saved_client_context = client_context;
+        context = chained;
+        client_context = verifying;
+        client_side client;
+        server_side server;
+        client_open(&client, "c.example", TLS1_2_VERSION, TLS1_3_VERSION, NULL, NULL, 0);
+        CHECK(SSL_set1_host(client.ssl, "c.example") == 1);
+        server_open(&server, TLS_MODE_STARTTLS, sizeof server.scratch);
+        CHECK(handshake(&client, &server, 1 << 20));
+        CHECK(SSL_get_verify_result(client.ssl) == X509_V_OK);
+        uint8_t *der = NULL;
+        int der_length = i2d_X509(leaf, &der);
+        uint8_t expected[SHA384_DIGEST_LENGTH];
+        SHA384(der, (size_t)der_length, expected);
+        uint8_t value[TLS_END_POINT_BYTES_MAX];
+        CHECK(tls_session_server_end_point(server.session, value, sizeof value) ==
+              SHA384_DIGEST_LENGTH);
+        CHECK(memcmp(value, expected, SHA384_DIGEST_LENGTH) == 0);
+        OPENSSL_free(der);
+        client_close(&client);
+        server_close(&server);
+        context = saved_context;
+        client_context = saved_client_context;
+    }
+    SSL_CTX_free(verifying);
+    tls_context_destroy(chained);
+    X509_free(root);
+    X509_free(middle);
+    X509_free(leaf);
+    EVP_PKEY_free(root_key);
+    EVP_PKEY_free(middle_key);
+    EVP_PKEY_free(leaf_key);
+}
+
 static void test_context_refuses_bad_files(void)
 {
     char path[sizeof directory + 32];
@@ -847,6 +955,7 @@ int main(int argc, char **argv)
     harness_run("session_moves_thread", test_session_moves_thread, filter);
     harness_run("self_signed", test_self_signed, filter);
     harness_run("context_from_config", test_context_from_config, filter);
+    harness_run("chain_and_sha384_end_point", test_chain_and_sha384_end_point, filter);
     harness_run("context_refuses_bad_files", test_context_refuses_bad_files, filter);
 
     tls_context_destroy(context);
