@@ -217,6 +217,39 @@
 #define LIMIT_SCRAM_ITERATIONS_MIN 4096u
 #define LIMIT_SCRAM_ITERATIONS_MAX 1000000u
 
+/* ---------------------------------------------------------------------- TLS */
+
+/* Ciphertext bytes a client may send before its TLS handshake completes.
+ * The server asks for no client certificate, so the client's side of a
+ * handshake is a ClientHello (under 2 KiB even with post-quantum key
+ * shares) and a Finished; 32 KiB is generous. A client that sends more
+ * before finishing is an attack on a pre-authentication connection. Over
+ * it: the session fails ("handshake too large") and the connection
+ * closes. */
+#define LIMIT_TLS_HANDSHAKE_BYTES_MAX (32u * 1024u)
+
+/* Bytes of the plaintext scratch buffer a reactor hands to TLS sessions
+ * (tls_io.plaintext): one whole TLS record (2^14 bytes, RFC 8446 section
+ * 5.1), so one SSL_read yields a record at once. A smaller buffer works,
+ * with more calls; a larger one gains nothing. */
+#define LIMIT_TLS_PLAINTEXT_BUFFER_BYTES 16384u
+
+/* Bytes of a PEM certificate chain or key file. A chain of a leaf and two
+ * intermediates is under 10 KiB; the bound keeps a wrong path (a log, a
+ * disk image) from being read into memory. Over it: the start fails. */
+#define LIMIT_TLS_PEM_FILE_BYTES_MAX (256u * 1024u)
+
+/* TLS 1.3 session tickets sent after each handshake. An XMPP client holds
+ * one connection to its server, so one ticket resumes it; each further
+ * ticket costs bytes on every handshake (BoringSSL's default is two). */
+#define LIMIT_TLS_SESSION_TICKETS 1u
+
+/* Validity of the self-signed certificate generated at first start when
+ * a domain has none configured, in days. It is a development convenience
+ * pinned by the clients that accept it, so it should not expire under
+ * them; ten years. */
+#define LIMIT_TLS_SELF_SIGNED_DAYS 3650u
+
 /* ------------------------------------------------------------------ storage */
 
 /* Operations queued for a storage driver and not yet executed. A reactor
