@@ -202,10 +202,18 @@ static scram_hash mechanism_hash(sasl_mechanism mechanism)
 
 /* --------------------------------------------------------------- features */
 
+/* Channel binding data the session can hold (longer data is refused, so
+ * the type is not offered). */
+static bool cbind_usable(const sasl_stream_params *params, unsigned type)
+{
+    return params->cbind_data[type] != NULL && params->cbind_data_len[type] > 0 &&
+           params->cbind_data_len[type] <= SASL_CBIND_DATA_BYTES_MAX;
+}
+
 static bool params_have_cbind(const sasl_stream_params *params)
 {
     for (unsigned type = 0; type < SASL_CBIND_TYPE_COUNT; type++)
-        if (params->cbind_data[type] != NULL && params->cbind_data_len[type] > 0)
+        if (cbind_usable(params, type))
             return true;
     return false;
 }
@@ -243,7 +251,7 @@ void sasl_features_write(const sasl_stream_params *params, xml_writer *writer)
         return;
     write_string(writer, "<sasl-channel-binding xmlns='" SASL_CB_NAMESPACE "'>");
     for (unsigned type = 0; type < SASL_CBIND_TYPE_COUNT; type++) {
-        if (params->cbind_data[type] == NULL || params->cbind_data_len[type] == 0)
+        if (!cbind_usable(params, type))
             continue;
         write_string(writer, "<channel-binding type='");
         write_string(writer, cbind_type_names[type]);
@@ -327,7 +335,7 @@ sasl_session *sasl_session_create(sasl_server *server, const sasl_stream_params 
     session->anonymous = params->anonymous;
     for (unsigned type = 0; type < SASL_CBIND_TYPE_COUNT; type++) {
         size_t length = params->cbind_data_len[type];
-        if (params->cbind_data[type] == NULL || length == 0 || length > SASL_CBIND_DATA_BYTES_MAX)
+        if (!cbind_usable(params, type))
             continue;
         memcpy(session->cbind_data[type], params->cbind_data[type], length);
         session->cbind_data_len[type] = length;
@@ -740,6 +748,15 @@ static bool credential_take(sasl_session *session, const storage_credential *cre
 
 /* ------------------------------------------------------------------ SCRAM */
 
+/* Whether this stream offered -PLUS (some channel binding type is there). */
+static bool session_has_cbind(const sasl_session *session)
+{
+    for (unsigned type = 0; type < SASL_CBIND_TYPE_COUNT; type++)
+        if (session->cbind_data_len[type] > 0)
+            return true;
+    return false;
+}
+
 /* client-first-message: checks the gs2 header against what this stream
  * offers, takes the identity, and starts the fetch. */
 static sasl_step scram_first(sasl_session *session, const uint8_t *message, size_t message_len)
@@ -765,12 +782,7 @@ static sasl_step scram_first(sasl_session *session, const uint8_t *message, size
             return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
     } else if (plus) {
         return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
-    } else if (first.cbind == SCRAM_CBIND_NOT_OFFERED &&
-               sasl_mechanism_offered(
-                   &(sasl_stream_params){
-                       .cbind_data = {session->cbind_data[0], session->cbind_data[1]},
-                       .cbind_data_len = {session->cbind_data_len[0], session->cbind_data_len[1]}},
-                   SASL_MECHANISM_SCRAM_SHA_256_PLUS)) {
+    } else if (first.cbind == SCRAM_CBIND_NOT_OFFERED && session_has_cbind(session)) {
         return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
     }
 
@@ -1017,7 +1029,9 @@ sasl_step sasl_session_auth(sasl_session *session, const char *mechanism, size_t
         output_element(session, "challenge", NULL, 0);
         return SASL_STEP_CHALLENGE;
     }
-    return first_message(session, message, message_len);
+    sasl_step step = first_message(session, message, message_len);
+    OPENSSL_cleanse(message, message_len); /* PLAIN's password */
+    return step;
 }
 
 sasl_step sasl_session_response(sasl_session *session, const char *text, size_t text_len)
@@ -1030,9 +1044,10 @@ sasl_step sasl_session_response(sasl_session *session, const char *text, size_t 
     decode_result decoded = decode(text, text_len, message, &message_len);
     if (decoded == DECODE_BAD || decoded == DECODE_TOO_LONG)
         return fail(session, decode_condition(decoded));
-    if (session->state == STATE_INITIAL)
-        return first_message(session, message, message_len);
-    return scram_final(session, message, message_len);
+    sasl_step step = session->state == STATE_INITIAL ? first_message(session, message, message_len)
+                                                     : scram_final(session, message, message_len);
+    OPENSSL_cleanse(message, message_len); /* PLAIN's password */
+    return step;
 }
 
 sasl_step sasl_session_abort(sasl_session *session)
