@@ -48,6 +48,18 @@
  *
  * Threads: a sasl_server belongs to one reactor (its throttle is that
  * reactor's); a sasl_session is used on that reactor only.
+ *
+ * Memory: a session is about 7 KB (it keeps client-first, up to
+ * LIMIT_SASL_MESSAGE_BYTES_MAX, for the AuthMessage), allocated when SASL
+ * starts and meant to be destroyed at success, so an idle authenticated
+ * stream holds none of it.
+ *
+ * Conditions produced: aborted, encryption-required (PLAIN without TLS on a
+ * listener that does not allow it), incorrect-encoding, invalid-authzid,
+ * invalid-mechanism, malformed-request, not-authorized and
+ * temporary-auth-failure. account-disabled, credentials-expired and
+ * mechanism-too-weak are named for completeness: storage has no disabled
+ * or expired accounts yet, and no policy refuses an offered mechanism.
  */
 #ifndef STARLING_SERVER_XMPP_SASL_H
 #define STARLING_SERVER_XMPP_SASL_H

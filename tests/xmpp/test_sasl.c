@@ -1013,6 +1013,14 @@ static void test_throttle_table_bounds(void)
     auth_throttle_get_stats(throttle, &stats);
     CHECK(stats.entries[AUTH_THROTTLE_ADDRESS] == 8);
     auth_throttle_destroy(throttle);
+
+    /* The defaults, and a request over the limit, give the limits. */
+    throttle = auth_throttle_create(0, 1000000);
+    CHECK(throttle != NULL);
+    auth_throttle_get_stats(throttle, &stats);
+    CHECK(stats.capacity[AUTH_THROTTLE_ACCOUNT] == LIMIT_AUTH_THROTTLE_ACCOUNTS);
+    CHECK(stats.capacity[AUTH_THROTTLE_ADDRESS] == LIMIT_AUTH_THROTTLE_ADDRESSES);
+    auth_throttle_destroy(throttle);
 }
 
 /* ---------------------------------------------------------- real storage */
