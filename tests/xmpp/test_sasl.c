@@ -205,6 +205,7 @@ typedef struct login {
     const char *password;
     const char *authzid;
     bool no_initial_response;
+    const char *final_gs2_header; /* c= carries this header instead of the one sent */
     /* results */
     char server_first[1024];
     size_t server_first_len;
@@ -272,8 +273,11 @@ static sasl_step scram_login(sasl_session *session, login *l)
                             server_first.salt_len, server_first.iterations, &keys) == SCRAM_OK);
     char final[2048];
     size_t final_len = 0, without_proof_len = 0;
-    CHECK(scram_client_final_build(&keys, (scram_slice){first, gs2_len}, l->cbind_data,
-                                   l->cbind_len, server_first.nonce,
+    scram_slice gs2_header = {first, gs2_len};
+    if (l->final_gs2_header != NULL)
+        gs2_header = (scram_slice){l->final_gs2_header, strlen(l->final_gs2_header)};
+    CHECK(scram_client_final_build(&keys, gs2_header, l->cbind_data, l->cbind_len,
+                                   server_first.nonce,
                                    (scram_slice){first + gs2_len, first_len - gs2_len},
                                    (scram_slice){l->server_first, l->server_first_len}, final,
                                    sizeof final, &final_len, &without_proof_len) == SCRAM_OK);
@@ -474,6 +478,15 @@ static void test_scram_plus_mismatch(void)
     l.cbind_len = sizeof endpoint_data;
     CHECK(scram_login(session, &l) == SASL_STEP_FAILURE);
     CHECK(is_failure(session, "not-authorized"));
+    /* The right binding data, but c= names another gs2 header than the
+     * one client-first carried. */
+    l.cbind_data = exporter_data;
+    l.cbind_len = sizeof exporter_data;
+    l.final_gs2_header = "p=tls-server-end-point,,";
+    CHECK(scram_login(session, &l) == SASL_STEP_FAILURE);
+    CHECK(is_failure(session, "not-authorized"));
+    l.final_gs2_header = NULL;
+    CHECK(scram_login(session, &l) == SASL_STEP_SUCCESS);
     sasl_session_destroy(session);
 }
 
