@@ -17,10 +17,13 @@
  *               op % 4 == 3  destroy the session and make a new one
  *               op & 0x80    the payload is sent as it is instead of being
  *                            base64-encoded first (reaches the decoder)
+ *               op & 0x40    (a response) ignore the payload and answer the
+ *                            last challenge as a client with the password
+ *                            "pencil" would, with the binding data its
+ *                            client-first asked for (reaches success)
  *
- * The fake storage knows one user ("alice", password "pencil", one
- * iteration so that PLAIN stays cheap) and completes fetches inline or
- * deferred. After every step the output must be one of the three SASL
+ * The fake storage knows one user ("alice", password "pencil") and
+ * completes fetches inline or deferred. After every step the output must be one of the three SASL
  * elements, and a success must name a localpart.
  */
 #include <netinet/in.h>
@@ -37,6 +40,10 @@ static fake_storage fake;
 static sasl_server server;
 static uint64_t clock_ms;
 static unsigned ready_calls;
+
+/* alice's keys per scram_hash, derived once: the client side of op & 0x40
+ * then costs no PBKDF2. */
+static scram_keys alice_keys[3];
 
 static const uint8_t exporter_data[32] = {1, 2, 3};
 static const uint8_t endpoint_data[48] = {4, 5, 6};
@@ -79,8 +86,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     static const scram_hash hashes[] = {SCRAM_HASH_SHA1, SCRAM_HASH_SHA256, SCRAM_HASH_SHA512};
     rx_log_set_level(RX_LOG_ERROR + 1);
-    if (!fake_storage_add(&fake, "alice", "pencil", hashes, 3, 1))
+    if (!fake_storage_add(&fake, "alice", "pencil", hashes, 3, LIMIT_SCRAM_ITERATIONS_MIN))
         abort();
+    for (size_t i = 0; i < 3; i++) {
+        const storage_credential *credential = &fake.users[0].credentials[i];
+        if (scram_keys_derive(credential->hash, "pencil", 6, credential->salt, credential->salt_len,
+                              credential->iterations, &alice_keys[credential->hash]) != SCRAM_OK)
+            abort();
+    }
     return 0;
 }
 
@@ -92,10 +105,68 @@ static sasl_session *session_new(const sasl_stream_params *params)
     return session;
 }
 
+/* The last client-first sent with <auth/> (for op & 0x40). */
+static uint8_t last_first[256];
+static size_t last_first_len;
+
+/* Builds the client-final that answers the session's challenge to
+ * last_first; returns its length, 0 when there is nothing to answer. */
+static size_t client_final_for(const sasl_session *session, char *out, size_t capacity)
+{
+    scram_client_first first;
+    if (scram_client_first_parse((const char *)last_first, last_first_len, &first) != SCRAM_OK)
+        return 0;
+    static const char prefix[] = "<challenge xmlns='" SASL_NAMESPACE "'>";
+    xml_slice output = sasl_session_output(session);
+    size_t prefix_len = sizeof prefix - 1, suffix_len = strlen("</challenge>");
+    if (output.len <= prefix_len + suffix_len || memcmp(output.ptr, prefix, prefix_len) != 0)
+        return 0;
+    char server_first_text[1024];
+    size_t server_first_len = 0;
+    if (!EVP_DecodeBase64((uint8_t *)server_first_text, &server_first_len, sizeof server_first_text,
+                          (const uint8_t *)output.ptr + prefix_len,
+                          output.len - prefix_len - suffix_len))
+        return 0;
+    scram_server_first server_first;
+    if (scram_server_first_parse(server_first_text, server_first_len, first.nonce, &server_first) !=
+        SCRAM_OK)
+        return 0;
+    scram_mechanism mechanism;
+    const char *name = sasl_mechanism_name(sasl_session_mechanism(session));
+    if (!scram_mechanism_parse(name, strlen(name), &mechanism))
+        return 0;
+    const scram_keys keys = alice_keys[mechanism.hash];
+    const uint8_t *cbind = NULL;
+    size_t cbind_len = 0;
+    if (first.cbind_name.len == 12 && memcmp(first.cbind_name.ptr, "tls-exporter", 12) == 0) {
+        cbind = exporter_data;
+        cbind_len = sizeof exporter_data;
+    } else if (first.cbind_name.len > 0) {
+        cbind = endpoint_data;
+        cbind_len = sizeof endpoint_data;
+    }
+    size_t final_len = 0, without_proof_len = 0;
+    if (scram_client_final_build(&keys, first.gs2_header, cbind, cbind_len, server_first.nonce,
+                                 first.bare, (scram_slice){server_first_text, server_first_len},
+                                 out, capacity, &final_len, &without_proof_len) != SCRAM_OK)
+        return 0;
+    return final_len;
+}
+
 static sasl_step run_command(sasl_session *session, uint8_t op, const uint8_t *payload,
                              size_t length)
 {
-    static char text[2 * 256 + 8];
+    char final[1024];
+    if (op % 4 == 1 && (op & 0x40)) {
+        length = client_final_for(session, final, sizeof final);
+        payload = (const uint8_t *) final;
+        op &= 0x7f;
+    }
+    if (op % 4 == 0) {
+        memcpy(last_first, payload, length);
+        last_first_len = length;
+    }
+    static char text[4 * 1024 / 3 + 8];
     size_t text_len = length;
     if (op & 0x80) {
         memcpy(text, payload, length);
