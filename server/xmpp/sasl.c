@@ -21,6 +21,7 @@
 #include "server/xmpp/sasl.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,7 @@ static void output_element(sasl_session *session, const char *name, const uint8_
         write_string(&writer, name);
         write_string(&writer, ">");
     }
+    assert(!xml_writer_failed(&writer)); /* OUTPUT_BYTES_MAX covers every element */
     session->output_len = xml_writer_output(&writer).len;
 }
 
@@ -458,6 +460,7 @@ static sasl_step fail(sasl_session *session, sasl_condition condition)
     write_string(&writer, "<failure xmlns='" SASL_NAMESPACE "'><");
     write_string(&writer, sasl_condition_name(condition));
     write_string(&writer, "/></failure>");
+    assert(!xml_writer_failed(&writer)); /* OUTPUT_BYTES_MAX covers every element */
     session->output_len = xml_writer_output(&writer).len;
     return session->attempts_failed >= LIMIT_SASL_ATTEMPTS_PER_STREAM ? SASL_STEP_FAILURE_CLOSE
                                                                       : SASL_STEP_FAILURE;
@@ -638,6 +641,7 @@ static void fetch_done(void *context, const storage_result *result)
 {
     fetch_ticket *ticket = context;
     sasl_session *session = ticket->session;
+    assert(ticket->in_use && session->fetches_in_flight > 0);
     bool current = ticket->current;
     ticket->in_use = false;
     ticket->current = false;
@@ -803,6 +807,7 @@ static sasl_step scram_first(sasl_session *session, const uint8_t *message, size
     if (throttled(session))
         return fail(session, SASL_CONDITION_TEMPORARY_AUTH_FAILURE);
 
+    assert(message_len <= sizeof session->exchange.scram.client_first);
     memcpy(session->exchange.scram.client_first, message, message_len);
     session->exchange.scram.client_first_len = message_len;
     session->exchange.scram.gs2_header_len = first.gs2_header.len;
