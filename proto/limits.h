@@ -250,6 +250,58 @@
  * them; ten years. */
 #define LIMIT_TLS_SELF_SIGNED_DAYS 3650u
 
+/* -------------------------------------------------------- SASL (server side) */
+
+/* Bytes of one decoded SASL message (the text of <auth/> or <response/>
+ * after base64): a SCRAM message (LIMIT_SCRAM_MESSAGE_BYTES_MAX) or a PLAIN
+ * message (an authzid, a localpart and a password, each a JID part of at
+ * most 1023 bytes). The base64 text may be 4/3 of it. Over it:
+ * malformed-request. */
+#define LIMIT_SASL_MESSAGE_BYTES_MAX 4096u
+
+/* Credential fetches one SASL session may have in flight. An <abort/> or
+ * a closed stream leaves its fetch in flight until storage answers; a
+ * client that aborts and restarts in a loop would otherwise pile up
+ * requests in the storage queue. A new <auth/> over it gets
+ * temporary-auth-failure. */
+#define LIMIT_SASL_FETCHES_IN_FLIGHT 2u
+
+/* Failed SASL attempts one stream may make before it is closed with
+ * policy-violation (RFC 6120 section 6.4.5 asks for a configurable number
+ * of retries, at least 2). A client with a wrong password has no reason to
+ * retry more than a few times; an attacker must reconnect (and go through
+ * TLS again) after this many guesses. */
+#define LIMIT_SASL_ATTEMPTS_PER_STREAM 5u
+
+/* Failed-login throttling (server/xmpp/auth_throttle.h): entries of the
+ * per-reactor tables of accounts (bare JIDs) and of source addresses (an
+ * IPv4 address or an IPv6 /64). Each entry is 32 bytes, so a table holds
+ * 128 KiB per reactor; a full table evicts the least recently failed entry
+ * of the 8-way set the key hashes into (an attacker who floods the table
+ * with fresh names only evicts entries of the same set). */
+#define LIMIT_AUTH_THROTTLE_ACCOUNTS  4096u
+#define LIMIT_AUTH_THROTTLE_ADDRESSES 4096u
+
+/* Failures (per account or per address) that cost nothing: a user who
+ * mistypes a password twice is not slowed down. */
+#define LIMIT_AUTH_THROTTLE_FREE_FAILURES 2u
+
+/* Delay after the first counted failure, doubled for each further one up
+ * to the cap. The delay holds the failure response back (so one
+ * connection guessing in sequence gets one guess per delay), and an
+ * attempt on another connection during it is refused with
+ * temporary-auth-failure before its credentials are checked. An account's
+ * cap is short because an attacker can keep a victim's account in its
+ * delay forever (a lock-out); an address's cap is longer because only the
+ * attacker's own address suffers. */
+#define LIMIT_AUTH_THROTTLE_DELAY_MS_BASE        1000u
+#define LIMIT_AUTH_THROTTLE_ACCOUNT_DELAY_MS_MAX 15000u
+#define LIMIT_AUTH_THROTTLE_ADDRESS_DELAY_MS_MAX 60000u
+
+/* Time after its last failure when an entry is forgotten (its counter
+ * starts again from zero). */
+#define LIMIT_AUTH_THROTTLE_FORGET_MS (15u * 60u * 1000u)
+
 /* ------------------------------------------------------------------ storage */
 
 /* Operations queued for a storage driver and not yet executed. A reactor
