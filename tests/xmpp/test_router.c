@@ -311,6 +311,35 @@ static void test_bare_jid_presence_and_iq(void)
     CHECK(is_error(&a, STANZA_ERROR_BAD_REQUEST, false));
 }
 
+/* A user at the resource bound, all of equal priority: every one gets a
+ * chat, and the action list holds them all. */
+static void test_most_resources(void)
+{
+    session_table *t = session_table_create(0, 0, SESSION_CONFLICT_REPLACE);
+    static int many[LIMIT_SESSION_RESOURCES_PER_USER];
+    char resource[16];
+    void *replaced;
+    for (unsigned i = 0; i < LIMIT_SESSION_RESOURCES_PER_USER; i++) {
+        int n = snprintf(resource, sizeof resource, "r%u", i);
+        CHECK(session_table_bind(t, S("bob@example.com"), resource, (size_t)n, &many[i],
+                                 &replaced) == SESSION_OK);
+        CHECK(session_table_set_presence(t, S("bob@example.com"), resource, (size_t)n, true, 0) ==
+              SESSION_OK);
+    }
+    const session_user *user = session_table_user(t, S("bob@example.com"));
+    router_actions a = decide(ROUTER_KIND_MESSAGE, ROUTER_TYPE_CHAT, "bob@example.com", user);
+    CHECK(a.count == LIMIT_SESSION_RESOURCES_PER_USER);
+    bool seen[LIMIT_SESSION_RESOURCES_PER_USER] = {false};
+    for (size_t i = 0; i < a.count; i++) {
+        CHECK(a.actions[i].kind == ROUTER_ACTION_DELIVER);
+        size_t index = (size_t)((int *)a.actions[i].resource->handle - many);
+        CHECK(index < LIMIT_SESSION_RESOURCES_PER_USER && !seen[index]);
+        if (index < LIMIT_SESSION_RESOURCES_PER_USER)
+            seen[index] = true;
+    }
+    session_table_destroy(t);
+}
+
 static void test_unhandled(void)
 {
     router_actions a;
@@ -381,6 +410,7 @@ int main(int argc, char **argv)
     harness_run("full_jid_without_session", test_full_jid_without_session, filter);
     harness_run("bare_jid_messages", test_bare_jid_messages, filter);
     harness_run("bare_jid_presence_and_iq", test_bare_jid_presence_and_iq, filter);
+    harness_run("most_resources", test_most_resources, filter);
     harness_run("unhandled", test_unhandled, filter);
     harness_run("read_from_view", test_read_from_view, filter);
     session_table_destroy(bob_table);
