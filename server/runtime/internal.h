@@ -139,6 +139,8 @@ struct rx_conn {
     uint8_t close_reason;
     uint8_t close_errno; /* RX_CLOSE_ERROR: the socket error (positive errno) */
     uint8_t move_target;
+    void *move_state;           /* rx_conn_move_to's state, until its done runs */
+    rx_move_done_fn *move_done; /* NULL: a plain rx_conn_move (on_moved) */
 };
 
 /* Counters written by the owning reactor only and read by anyone. */
