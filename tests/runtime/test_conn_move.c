@@ -799,7 +799,10 @@ static void test_peer_closed_many(void)
             atomic_load(&app.done_closed));
     CHECK(atomic_load(&app.moves_requested) == CLOSERS);
     CHECK(atomic_load(&app.done_ok) + atomic_load(&app.done_closed) == CLOSERS);
-    CHECK(atomic_load(&app.reasons[RX_CLOSE_PEER]) == CLOSERS);
+    /* One that arrived answers 'K' to a closed socket: a reset may end it. */
+    CHECK(atomic_load(&app.reasons[RX_CLOSE_PEER]) >= atomic_load(&app.done_closed));
+    CHECK(atomic_load(&app.reasons[RX_CLOSE_PEER]) + atomic_load(&app.reasons[RX_CLOSE_ERROR]) ==
+          CLOSERS);
     CHECK(stats_sum(runtime).moves_in == atomic_load(&app.done_ok));
     server_stop(runtime);
 }
@@ -980,12 +983,15 @@ static void test_shutdown_moving(void)
         CHECK(fds[i] >= 0 && write_all(fds[i], "CR", 2));
     }
     /* Every connection now moves round the reactors without pause. */
+    CHECK(wait_for(&app.opened, SHUTDOWN_CONNECTIONS, 30000));
     CHECK(wait_for(&app.done_ok, 10u * SHUTDOWN_CONNECTIONS, 30000));
     rx_runtime_stop(runtime);
     rx_runtime_wait(runtime);
     rx_reactor_stats sum = stats_sum(runtime);
-    fprintf(stderr, "   moves %u, refused at shutdown %u\n", atomic_load(&app.done_ok),
-            atomic_load(&app.done_state));
+    fprintf(stderr, "   moves %u, refused at shutdown %u, closed %u, open %llu, in %llu out %llu\n",
+            atomic_load(&app.done_ok), atomic_load(&app.done_state), atomic_load(&app.closed),
+            (unsigned long long)sum.open_connections, (unsigned long long)sum.moves_in,
+            (unsigned long long)sum.moves_out);
     CHECK(atomic_load(&app.closed) == SHUTDOWN_CONNECTIONS);
     unsigned done = atomic_load(&app.done_ok) + atomic_load(&app.done_full) +
                     atomic_load(&app.done_state) + atomic_load(&app.done_closed) +
@@ -1043,7 +1049,7 @@ int main(int argc, char **argv)
 {
     /* A peer closing early must show up as a failed check, not kill us. */
     (void)signal(SIGPIPE, SIG_IGN);
-    rx_log_set_level(RX_LOG_ERROR);
+    rx_log_set_level(getenv("RX_TEST_VERBOSE") != NULL ? RX_LOG_DEBUG : RX_LOG_ERROR);
     if (argc > 1 && strcmp(argv[1], "bench") == 0) {
         unsigned connections = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 10000u;
         unsigned reactors = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 4u;
