@@ -133,7 +133,8 @@ typedef struct rx_listener_ops {
     void (*on_backpressure)(rx_conn *conn, bool on);
     /* Optional. The move asked by rx_conn_move finished; runs on the
      * reactor that now owns conn (the source itself if the target refused
-     * the descriptor, e.g. its table was full: check rx_conn_reactor_index). */
+     * the descriptor, e.g. its table was full: check rx_conn_reactor_index).
+     * A move asked by rx_conn_move_to reports to its done instead. */
     void (*on_moved)(rx_conn *conn);
     /* Optional. The handshake or idle timeout (reason says which) ran out:
      * say goodbye and rx_conn_close. The close then waits for the queue to
