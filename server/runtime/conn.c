@@ -660,6 +660,11 @@ static void conn_hand_off(rx_reactor *reactor, rx_conn *conn)
         conn_move_failed(reactor, conn, RX_ERR_STATE, "target stopped");
         return;
     }
+    if (reactor->moves_out_pending >= LIMIT_MOVES_IN_FLIGHT_PER_REACTOR) {
+        /* Each unconfirmed hand-off holds a slot here: wait for some. */
+        rx_conn_service(conn);
+        return;
+    }
     if (conn->flags & CONN_IN_WRITE_LIST) {
         /* A callback of this service pass queued a send: the next flush
          * takes it off the write list (a moving connection does not write),
@@ -674,6 +679,7 @@ static void conn_hand_off(rx_reactor *reactor, rx_conn *conn)
     conn->flags |= CONN_HANDED_OFF;
     conn->reactor = target;
     atomic_fetch_add(&runtime->moves_in_flight, 1);
+    reactor->moves_out_pending++;
     uint32_t slot = conn->slot;
     reactor->slots[slot] = (rx_conn *)((uintptr_t)conn | 1u);
 
@@ -714,6 +720,8 @@ void rx_conn_move_sent(rx_reactor *reactor, uint32_t slot, int result)
     uintptr_t tagged = (uintptr_t)reactor->slots[slot];
     RX_ASSERT(tagged != 0 && (tagged & 1u) != 0);
     reactor->misc_inflight--;
+    RX_ASSERT(reactor->moves_out_pending > 0);
+    reactor->moves_out_pending--;
     if (result >= 0) {
         reactor->slots[slot] = NULL;
         reactor->connection_count--;

@@ -215,8 +215,9 @@ struct rx_reactor {
     atomic_bool exited;
     uint64_t dirty_targets[LIMIT_REACTORS_MAX / 64];
     int event_fd;
-    int signal_fd;          /* reactor 0 with handle_signals, else -1 */
-    unsigned misc_inflight; /* accepts and polls not tied to a connection */
+    int signal_fd;              /* reactor 0 with handle_signals, else -1 */
+    unsigned misc_inflight;     /* accepts and polls not tied to a connection */
+    unsigned moves_out_pending; /* hand-offs not yet confirmed by the kernel */
 
     bool shutting_down;
     bool aborted_all;

@@ -1029,6 +1029,13 @@ static int bench(unsigned connections, unsigned reactors, unsigned seconds)
     }
     if (!wait_for(&app.opened, connections, 30000)) {
         fprintf(stderr, "bench: only %u opened\n", atomic_load(&app.opened));
+        for (unsigned i = 0; i < reactors; i++) {
+            rx_reactor_stats one;
+            if (rx_runtime_stats(runtime, i, &one) == RX_OK) {
+                fprintf(stderr, "reactor %u: accepted %llu refused %llu\n", i,
+                        (unsigned long long)one.accepted, (unsigned long long)one.accept_refused);
+            }
+        }
     }
     unsigned long long start_ms = harness_now_ms();
     unsigned start_moves = atomic_load(&app.done_ok);
@@ -1040,6 +1047,11 @@ static int bench(unsigned connections, unsigned reactors, unsigned seconds)
            reactors, moves, elapsed_ms, (double)moves * 1000.0 / (double)elapsed_ms);
     close_all(fds, connections);
     check_invariants(runtime, connections);
+    rx_reactor_stats sum = stats_sum(runtime);
+    printf("descriptors handed over: %llu in, %llu out; done(RX_OK) %u\n",
+           (unsigned long long)sum.moves_in, (unsigned long long)sum.moves_out,
+           atomic_load(&app.done_ok));
+    CHECK(sum.moves_in == atomic_load(&app.done_ok));
     server_stop(runtime);
     free(fds);
     return harness_current_failed ? 1 : 0;
