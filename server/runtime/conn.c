@@ -20,6 +20,9 @@
  * reordered; the source closes its own slot once the kernel confirms.
  * Every way a move can end (arrived, refused, closed on the way, shutdown)
  * goes through conn_move_finish, which tells the application exactly once.
+ * Until the kernel confirms a hand-off the source's slot stays taken, so
+ * unconfirmed hand-offs are bounded per reactor (a storm of moves would
+ * otherwise fill tables with connections that already left).
  */
 #include "server/runtime/internal.h"
 

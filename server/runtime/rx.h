@@ -318,7 +318,9 @@ typedef void rx_move_done_fn(rx_conn *conn, void *state, rx_status status);
  *      slot); the target's completion carries conn itself, so the
  *      descriptor and the state arrive together (no mailbox is used, so a
  *      full mailbox cannot fail a move); the source frees its slot once
- *      the kernel confirms;
+ *      the kernel confirms (a reactor has at most
+ *      LIMIT_MOVES_IN_FLIGHT_PER_REACTOR hand-offs unconfirmed; further
+ *      ones wait a loop iteration, they do not fail);
  *   5. the target calls done(conn, state, RX_OK), then arms the receive.
  * Timers the caller armed itself (rx_timer_arm) belong to the source's
  * wheel: cancel them before this call and arm them again in done.

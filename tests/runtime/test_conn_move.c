@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proto/limits.h"
 #include "server/runtime/rx.h"
 #include "tests/harness.h"
 
@@ -1005,6 +1006,54 @@ static void test_shutdown_moving(void)
     close_all(fds, SHUTDOWN_CONNECTIONS);
 }
 
+/* ---------------------------------- 9. a storm of moves fits the tables */
+
+#define STORM_CONNECTIONS 1000u
+#define STORM_MOVES       (30u * STORM_CONNECTIONS)
+
+/* Every connection moves back and forth without pause. A table holds every
+ * connection plus LIMIT_MOVES_IN_FLIGHT_PER_REACTOR hand-offs awaiting the
+ * kernel's word and some room for closes in progress, so no move and no
+ * accept may meet a full table however late the confirmations come. */
+static void test_storm(void)
+{
+    app_reset();
+    rx_options options;
+    test_options(&options, 2);
+    options.connections_per_reactor = STORM_CONNECTIONS + LIMIT_MOVES_IN_FLIGHT_PER_REACTOR + 256u;
+    uint16_t port = 0;
+    rx_runtime *runtime = server_start(&options, &port);
+    CHECK(runtime != NULL);
+    if (runtime == NULL) {
+        return;
+    }
+    int *fds = calloc(STORM_CONNECTIONS, sizeof *fds);
+    CHECK(fds != NULL);
+    for (unsigned i = 0; fds != NULL && i < STORM_CONNECTIONS; i++) {
+        fds[i] = client_connect(port);
+        CHECK(fds[i] >= 0 && write_all(fds[i], "C", 1));
+    }
+    CHECK(wait_for(&app.opened, STORM_CONNECTIONS, 20000));
+    for (unsigned i = 0; fds != NULL && i < STORM_CONNECTIONS; i++) {
+        CHECK(write_all(fds[i], "R", 1));
+    }
+    CHECK(wait_for(&app.done_ok, STORM_MOVES, 60000));
+    atomic_store(&app.bench_stop, true);
+    if (fds != NULL) {
+        close_all(fds, STORM_CONNECTIONS);
+    }
+    check_invariants(runtime, STORM_CONNECTIONS);
+    fprintf(stderr, "   %u moves, %u refused for a full table\n", atomic_load(&app.done_ok),
+            atomic_load(&app.done_full));
+    CHECK(atomic_load(&app.done_full) == 0);
+    for (unsigned i = 0; i < 2; i++) {
+        rx_reactor_stats one;
+        CHECK(rx_runtime_stats(runtime, i, &one) == RX_OK && one.accept_refused == 0);
+    }
+    server_stop(runtime);
+    free(fds);
+}
+
 /* ------------------------------------------------------------- the bench */
 
 static int bench(unsigned connections, unsigned reactors, unsigned seconds)
@@ -1078,5 +1127,6 @@ int main(int argc, char **argv)
     harness_run("many", test_many, filter);
     harness_run("ops_swap", test_ops_swap, filter);
     harness_run("shutdown_moving", test_shutdown_moving, filter);
+    harness_run("storm", test_storm, filter);
     return harness_finish();
 }
