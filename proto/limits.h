@@ -82,6 +82,15 @@
  * accepted socket is closed at once. config: limits.connections_per_reactor */
 #define LIMIT_CONNECTIONS_PER_REACTOR 65536u
 
+/* Moves one reactor has handed to other rings (IORING_MSG_SEND_FD) and
+ * whose completion has not come back. Each holds the source's slot until
+ * the kernel confirms and the slot is closed; with DEFER_TASKRUN those
+ * confirmations arrive a few per loop iteration, so a storm of moves
+ * without this bound filled whole tables with connections already gone
+ * (moves and accepts then failed with ENFILE). Past it, a move waits for
+ * the next loop iteration; it does not fail. */
+#define LIMIT_MOVES_IN_FLIGHT_PER_REACTOR 1024u
+
 /* Submission queue entries per ring. Big enough that one loop iteration can
  * submit a burst of sends without io_uring_get_sqe() failing; the reactor
  * submits and retries when it does. */
