@@ -82,6 +82,15 @@
  * accepted socket is closed at once. config: limits.connections_per_reactor */
 #define LIMIT_CONNECTIONS_PER_REACTOR 65536u
 
+/* Moves one reactor has handed to other rings (IORING_MSG_SEND_FD) and
+ * whose completion has not come back. Each holds the source's slot until
+ * the kernel confirms and the slot is closed; with DEFER_TASKRUN those
+ * confirmations arrive a few per loop iteration, so a storm of moves
+ * without this bound filled whole tables with connections already gone
+ * (moves and accepts then failed with ENFILE). Past it, a move waits for
+ * the next loop iteration; it does not fail. */
+#define LIMIT_MOVES_IN_FLIGHT_PER_REACTOR 1024u
+
 /* Submission queue entries per ring. Big enough that one loop iteration can
  * submit a burst of sends without io_uring_get_sqe() failing; the reactor
  * submits and retries when it does. */
@@ -191,11 +200,45 @@
 #define LIMIT_CONFIG_TIMEOUT_MS_MIN 100u
 #define LIMIT_CONFIG_TIMEOUT_MS_MAX 86400000u
 
-/* Database connections one reactor opens (PostgreSQL). PostgreSQL's default
- * max_connections is 100; reactors x this must fit under it across every
- * node, so a larger value is a typo. config:
- * storage.postgresql.connections_per_reactor */
-#define LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX 16u
+/* ------------------------------------------------------- sessions and routing */
+
+/* Resources (bound sessions) one user holds at once, on the reactor that
+ * owns the user's shard. Phones, desktops and a web client make a handful;
+ * more than 32 is a runaway reconnect loop or an abuse, and a bare-JID
+ * delivery walks them all. Over it: the bind is refused with
+ * resource-constraint (RFC 6120 section 7.6.2.1). */
+#define LIMIT_SESSION_RESOURCES_PER_USER 32u
+
+/* Bound sessions one reactor's session table holds. A session is a
+ * connection that moved to its shard's reactor, so the connection bound is
+ * the natural one (the table's buckets double as it fills, so an idle
+ * reactor holds a small table). Over it: the bind is refused with
+ * resource-constraint. */
+#define LIMIT_SESSIONS_PER_REACTOR LIMIT_CONNECTIONS_PER_REACTOR
+
+/* Bytes of a full JID as the router handles it: a localpart, a domainpart
+ * and a resourcepart of at most 1023 bytes each (RFC 7622 section 3), with
+ * '@' and '/'. Longer is jid-malformed. */
+#define LIMIT_ROUTE_JID_BYTES_MAX 3071u
+
+/* Nodes a cluster driver knows, and so the most a lookup answers with.
+ * A cluster of XMPP nodes is tens of pods; the answer of a lookup is held
+ * in a fixed array on the reactor that asked. */
+#define LIMIT_CLUSTER_NODES_MAX 256u
+
+/* Bare-JID recipients of one presence fan-out (the subscribers a user's
+ * presence goes to on one call). Rosters are capped well below this by
+ * the roster module; a bigger set is sent in several calls. Over it: the
+ * fan-out is refused (invalid). */
+#define LIMIT_CLUSTER_FAN_OUT_JIDS_MAX 4096u
+
+/* Cluster requests one reactor may have outstanding (submitted, callback
+ * not yet run). It bounds the memory of requests in flight and of answers
+ * a driver holds back while the asking reactor's mailbox is full; 4096 is
+ * several loop iterations of lookups at full message rate. Over it: the
+ * submission is refused with CLUSTER_BUSY (for XMPP: resource-constraint
+ * or wait). */
+#define LIMIT_CLUSTER_REQUESTS_PER_REACTOR 4096u
 
 /* --------------------------------------------------------------------- JIDs */
 
@@ -241,6 +284,91 @@
 #define LIMIT_SCRAM_ITERATIONS_MIN 4096u
 #define LIMIT_SCRAM_ITERATIONS_MAX 1000000u
 
+/* ---------------------------------------------------------------------- TLS */
+
+/* Ciphertext bytes a client may send before its TLS handshake completes.
+ * The server asks for no client certificate, so the client's side of a
+ * handshake is a ClientHello (under 2 KiB even with post-quantum key
+ * shares) and a Finished; 32 KiB is generous. A client that sends more
+ * before finishing is an attack on a pre-authentication connection. Over
+ * it: the session fails ("handshake too large") and the connection
+ * closes. */
+#define LIMIT_TLS_HANDSHAKE_BYTES_MAX (32u * 1024u)
+
+/* Bytes of the plaintext scratch buffer a reactor hands to TLS sessions
+ * (tls_io.plaintext): one whole TLS record (2^14 bytes, RFC 8446 section
+ * 5.1), so one SSL_read yields a record at once. A smaller buffer works,
+ * with more calls; a larger one gains nothing. */
+#define LIMIT_TLS_PLAINTEXT_BUFFER_BYTES 16384u
+
+/* Bytes of a PEM certificate chain or key file. A chain of a leaf and two
+ * intermediates is under 10 KiB; the bound keeps a wrong path (a log, a
+ * disk image) from being read into memory. Over it: the start fails. */
+#define LIMIT_TLS_PEM_FILE_BYTES_MAX (256u * 1024u)
+
+/* TLS 1.3 session tickets sent after each handshake. An XMPP client holds
+ * one connection to its server, so one ticket resumes it; each further
+ * ticket costs bytes on every handshake (BoringSSL's default is two). */
+#define LIMIT_TLS_SESSION_TICKETS 1u
+
+/* Validity of the self-signed certificate generated at first start when
+ * a domain has none configured, in days. It is a development convenience
+ * pinned by the clients that accept it, so it should not expire under
+ * them; ten years. */
+#define LIMIT_TLS_SELF_SIGNED_DAYS 3650u
+
+/* -------------------------------------------------------- SASL (server side) */
+
+/* Bytes of one decoded SASL message (the text of <auth/> or <response/>
+ * after base64): a SCRAM message (LIMIT_SCRAM_MESSAGE_BYTES_MAX) or a PLAIN
+ * message (an authzid, a localpart and a password, each a JID part of at
+ * most 1023 bytes). The base64 text may be 4/3 of it. Over it:
+ * malformed-request. */
+#define LIMIT_SASL_MESSAGE_BYTES_MAX 4096u
+
+/* Credential fetches one SASL session may have in flight. An <abort/> or
+ * a closed stream leaves its fetch in flight until storage answers; a
+ * client that aborts and restarts in a loop would otherwise pile up
+ * requests in the storage queue. A new <auth/> over it gets
+ * temporary-auth-failure. */
+#define LIMIT_SASL_FETCHES_IN_FLIGHT 2u
+
+/* Failed SASL attempts one stream may make before it is closed with
+ * policy-violation (RFC 6120 section 6.4.5 asks for a configurable number
+ * of retries, at least 2). A client with a wrong password has no reason to
+ * retry more than a few times; an attacker must reconnect (and go through
+ * TLS again) after this many guesses. */
+#define LIMIT_SASL_ATTEMPTS_PER_STREAM 5u
+
+/* Failed-login throttling (server/xmpp/auth_throttle.h): entries of the
+ * per-reactor tables of accounts (bare JIDs) and of source addresses (an
+ * IPv4 address or an IPv6 /64). Each entry is 32 bytes, so a table holds
+ * 128 KiB per reactor; a full table evicts the least recently failed entry
+ * of the 8-way set the key hashes into (an attacker who floods the table
+ * with fresh names only evicts entries of the same set). */
+#define LIMIT_AUTH_THROTTLE_ACCOUNTS  4096u
+#define LIMIT_AUTH_THROTTLE_ADDRESSES 4096u
+
+/* Failures (per account or per address) that cost nothing: a user who
+ * mistypes a password twice is not slowed down. */
+#define LIMIT_AUTH_THROTTLE_FREE_FAILURES 2u
+
+/* Delay after the first counted failure, doubled for each further one up
+ * to the cap. The delay holds the failure response back (so one
+ * connection guessing in sequence gets one guess per delay), and an
+ * attempt on another connection during it is refused with
+ * temporary-auth-failure before its credentials are checked. An account's
+ * cap is short because an attacker can keep a victim's account in its
+ * delay forever (a lock-out); an address's cap is longer because only the
+ * attacker's own address suffers. */
+#define LIMIT_AUTH_THROTTLE_DELAY_MS_BASE        1000u
+#define LIMIT_AUTH_THROTTLE_ACCOUNT_DELAY_MS_MAX 15000u
+#define LIMIT_AUTH_THROTTLE_ADDRESS_DELAY_MS_MAX 60000u
+
+/* Time after its last failure when an entry is forgotten (its counter
+ * starts again from zero). */
+#define LIMIT_AUTH_THROTTLE_FORGET_MS (15u * 60u * 1000u)
+
 /* ------------------------------------------------------------------ storage */
 
 /* Operations queued for a storage driver and not yet executed. A reactor
@@ -251,6 +379,14 @@
  * requests (each holds its copied arguments, a stanza at most).
  * config: storage.queue_requests */
 #define LIMIT_STORAGE_QUEUE_REQUESTS 4096u
+
+/* Requests a thread with a storage_waiter (starlingctl, start-up) may have
+ * submitted and not yet run the completions of, queued or completed. Its
+ * completions wait on the waiter's list until it runs them, outside any
+ * driver queue; over this bound submission fails with STORAGE_BUSY until
+ * storage_waiter_run has run some. Twice the queue: a full queue's worth
+ * in the driver and as many completed. */
+#define LIMIT_STORAGE_WAITER_PENDING (2u * LIMIT_STORAGE_QUEUE_REQUESTS)
 
 /* Rows one page of a listing returns (users today, archives later). A
  * page is held in memory until its callback returns; the caller pages on

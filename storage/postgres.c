@@ -49,7 +49,6 @@
  * is still blocking, inside one transaction holding a transaction-level
  * advisory lock, so two starlings opening one database migrate it once.
  */
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,6 +58,7 @@
 #include <time.h>
 
 #include "storage/internal.h"
+#include "storage/pq.h"
 
 /* The advisory lock key migrations hold ("starling" in ASCII, truncated). */
 #define MIGRATION_LOCK_KEY 0x737461726c696e67LL
@@ -68,8 +68,9 @@
 #define PARAMETERS_MAX (3 + 5 * STORAGE_CREDENTIALS_MAX)
 
 /* Connection options a deployment may set, passed to libpq as they are. */
-static const char *const connection_keys[] = {"host", "port",     "dbname",
-                                              "user", "password", "sslmode"};
+static const char *const connection_keys[] = {"host",    "port",        "dbname",
+                                              "user",    "password",    "sslmode",
+                                              "sslrootcert", "sslcert", "sslkey"};
 #define CONNECTION_KEYS (sizeof connection_keys / sizeof connection_keys[0])
 
 typedef enum statement_id {
@@ -248,10 +249,10 @@ static void encode_int64(uint8_t out[8], int64_t value)
 
 static bool decode_int64(const PGresult *result, int row, int column, int64_t *value)
 {
-    if (PQgetisnull(result, row, column) || PQgetlength(result, row, column) != 8) {
+    if (pq_here()->PQgetisnull(result, row, column) || pq_here()->PQgetlength(result, row, column) != 8) {
         return false;
     }
-    const uint8_t *bytes = (const uint8_t *)PQgetvalue(result, row, column);
+    const uint8_t *bytes = (const uint8_t *)pq_here()->PQgetvalue(result, row, column);
     uint64_t bits = 0;
     for (int i = 0; i < 8; i++) {
         bits = bits << 8 | bytes[i];
@@ -268,7 +269,7 @@ static void connection_break(pg_link *link)
     if (!link->broken) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         snprintf(link->down_reason, sizeof link->down_reason, "%s",
-                 first_line(PQerrorMessage(link->connection), line, sizeof line));
+                 first_line(pq_here()->PQerrorMessage(link->connection), line, sizeof line));
     }
     link->broken = true;
 }
@@ -277,7 +278,7 @@ static void connection_break(pg_link *link)
  * readable (or writable while output is pending), then reads. */
 static bool connection_wait(pg_link *link, int64_t deadline_ms)
 {
-    int flushed = PQflush(link->connection);
+    int flushed = pq_here()->PQflush(link->connection);
     if (flushed < 0) {
         return false;
     }
@@ -288,26 +289,26 @@ static bool connection_wait(pg_link *link, int64_t deadline_ms)
         link->broken = true;
         return false;
     }
-    struct pollfd poller = {.fd = PQsocket(link->connection),
+    struct pollfd poller = {.fd = pq_here()->PQsocket(link->connection),
                             .events = (short)(POLLIN | (flushed == 1 ? POLLOUT : 0))};
     int ready = poll(&poller, 1, (int)left);
     if (ready < 0) {
         return true; /* EINTR: go round */
     }
     return (poller.revents & (POLLIN | POLLERR | POLLHUP)) == 0 ||
-           PQconsumeInput(link->connection) != 0;
+           pq_here()->PQconsumeInput(link->connection) != 0;
 }
 
 /* The next result of the pipeline, NULL between queries; NULL with
  * link->broken when the connection failed or timed out. */
 static PGresult *result_next(pg_link *link, int64_t deadline_ms)
 {
-    while (!link->broken && PQisBusy(link->connection)) {
+    while (!link->broken && pq_here()->PQisBusy(link->connection)) {
         if (!connection_wait(link, deadline_ms)) {
             connection_break(link);
         }
     }
-    return link->broken ? NULL : PQgetResult(link->connection);
+    return link->broken ? NULL : pq_here()->PQgetResult(link->connection);
 }
 
 /* One query's result (its terminating NULL consumed); NULL when broken. */
@@ -320,10 +321,10 @@ static PGresult *query_collect(pg_link *link, int64_t deadline_ms)
     }
     PGresult *extra;
     while ((extra = result_next(link, deadline_ms)) != NULL) {
-        PQclear(extra);
+        pq_here()->PQclear(extra);
     }
     if (link->broken) {
-        PQclear(result);
+        pq_here()->PQclear(result);
         return NULL;
     }
     return result;
@@ -339,15 +340,15 @@ static bool sync_collect(pg_link *link, int64_t deadline_ms, bool *clean)
         if (link->broken) {
             return false;
         }
-        if (result != NULL && PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
-            PQclear(result);
+        if (result != NULL && pq_here()->PQresultStatus(result) == PGRES_PIPELINE_SYNC) {
+            pq_here()->PQclear(result);
             if (clean != NULL) {
                 *clean = !error;
             }
             return true;
         }
-        error = error || (result != NULL && PQresultStatus(result) == PGRES_FATAL_ERROR);
-        PQclear(result);
+        error = error || (result != NULL && pq_here()->PQresultStatus(result) == PGRES_FATAL_ERROR);
+        pq_here()->PQclear(result);
     }
 }
 
@@ -379,7 +380,7 @@ static void link_connected(pg_link *link)
  * goes to a new connection instead of failing. */
 static bool link_idle_alive(pg_link *link)
 {
-    return PQconsumeInput(link->connection) == 1 && PQstatus(link->connection) == CONNECTION_OK;
+    return pq_here()->PQconsumeInput(link->connection) == 1 && pq_here()->PQstatus(link->connection) == CONNECTION_OK;
 }
 
 /* Connects without blocking past LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
@@ -387,34 +388,34 @@ static bool link_idle_alive(pg_link *link)
 static bool connection_start(pg_link *link)
 {
     PGconn *connection =
-        PQconnectStartParams(link->driver->keys, (const char *const *)link->driver->values, 0);
+        pq_here()->PQconnectStartParams(link->driver->keys, (const char *const *)link->driver->values, 0);
     int64_t deadline = monotonic_ms() + LIMIT_STORAGE_POSTGRESQL_CONNECT_MS;
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
-    while (connection != NULL && PQstatus(connection) != CONNECTION_BAD &&
+    while (connection != NULL && pq_here()->PQstatus(connection) != CONNECTION_BAD &&
            state != PGRES_POLLING_OK && state != PGRES_POLLING_FAILED) {
         int64_t left = deadline - monotonic_ms();
         if (left <= 0) {
             break;
         }
-        struct pollfd poller = {.fd = PQsocket(connection),
+        struct pollfd poller = {.fd = pq_here()->PQsocket(connection),
                                 .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};
         if (poll(&poller, 1, (int)left) > 0) {
-            state = PQconnectPoll(connection);
+            state = pq_here()->PQconnectPoll(connection);
         }
     }
     char line[LIMIT_STORAGE_REASON_BYTES];
-    if (connection == NULL || state != PGRES_POLLING_OK || PQsetnonblocking(connection, 1) != 0 ||
-        PQenterPipelineMode(connection) != 1) {
+    if (connection == NULL || state != PGRES_POLLING_OK || pq_here()->PQsetnonblocking(connection, 1) != 0 ||
+        pq_here()->PQenterPipelineMode(connection) != 1) {
         snprintf(link->down_reason, sizeof link->down_reason, "%s",
                  connection == NULL          ? "out of memory"
                  : state == PGRES_POLLING_OK ? "cannot enter pipeline mode"
                  : state == PGRES_POLLING_FAILED
-                     ? first_line(PQerrorMessage(connection), line, sizeof line)
+                     ? first_line(pq_here()->PQerrorMessage(connection), line, sizeof line)
                      : "connection timed out");
-        PQfinish(connection);
+        pq_here()->PQfinish(connection);
         return false;
     }
-    PQsetNoticeProcessor(connection, notice_ignore, NULL);
+    pq_here()->PQsetNoticeProcessor(connection, notice_ignore, NULL);
     link->connection = connection;
     link->prepared = false;
     link->broken = false;
@@ -522,19 +523,19 @@ static bool operation_send(pg_link *link, const storage_request *request)
         parameter_text(&p, request->localpart);
         break;
     }
-    return PQsendQueryPrepared(link->connection, statement_names[id], p.count, p.values, p.lengths,
+    return pq_here()->PQsendQueryPrepared(link->connection, statement_names[id], p.count, p.values, p.lengths,
                                p.formats, 1) == 1;
 }
 
 static bool column_bytes(const PGresult *result, int column, uint8_t *out, size_t capacity,
                          size_t exact, size_t *length)
 {
-    size_t size = (size_t)PQgetlength(result, 0, column);
-    if (PQgetisnull(result, 0, column) || size == 0 || size > capacity ||
+    size_t size = (size_t)pq_here()->PQgetlength(result, 0, column);
+    if (pq_here()->PQgetisnull(result, 0, column) || size == 0 || size > capacity ||
         (exact != 0 && size != exact)) {
         return false;
     }
-    memcpy(out, PQgetvalue(result, 0, column), size);
+    memcpy(out, pq_here()->PQgetvalue(result, 0, column), size);
     if (length != NULL) {
         *length = size;
     }
@@ -544,7 +545,7 @@ static bool column_bytes(const PGresult *result, int column, uint8_t *out, size_
 static void credential_read(storage_request *request, const PGresult *result)
 {
     static const size_t digest_bytes[] = {20, 32, 64};
-    if (PQntuples(result) == 0) {
+    if (pq_here()->PQntuples(result) == 0) {
         storage_request_fail(request, STORAGE_NOT_FOUND, "no %s credential for %s@%s",
                              hash_names[request->hash], request->localpart, request->domain);
         return;
@@ -567,14 +568,14 @@ static void credential_read(storage_request *request, const PGresult *result)
 
 static void list_read(storage_request *request, const PGresult *result)
 {
-    size_t rows = (size_t)PQntuples(result);
+    size_t rows = (size_t)pq_here()->PQntuples(result);
     request->result.more = rows > request->limit;
     if (rows > request->limit) {
         rows = request->limit;
     }
     size_t bytes = 0;
     for (size_t i = 0; i < rows; i++) {
-        bytes += (size_t)PQgetlength(result, (int)i, 0) + 1;
+        bytes += (size_t)pq_here()->PQgetlength(result, (int)i, 0) + 1;
     }
     char *area = storage_request_names_alloc(request, rows, bytes);
     if (area == NULL) {
@@ -583,8 +584,8 @@ static void list_read(storage_request *request, const PGresult *result)
         return;
     }
     for (size_t i = 0; i < rows; i++) {
-        size_t length = (size_t)PQgetlength(result, (int)i, 0);
-        memcpy(area, PQgetvalue(result, (int)i, 0), length);
+        size_t length = (size_t)pq_here()->PQgetlength(result, (int)i, 0);
+        memcpy(area, pq_here()->PQgetvalue(result, (int)i, 0), length);
         area[length] = '\0';
         request->names[i] = area;
         area += length + 1;
@@ -595,17 +596,17 @@ static void list_read(storage_request *request, const PGresult *result)
 /* Fills the request's result from its statement's result. */
 static void operation_read(storage_request *request, const PGresult *result)
 {
-    if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+    if (pq_here()->PQresultStatus(result) != PGRES_TUPLES_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         storage_request_fail(
-            request, status_from_sqlstate(PQresultErrorField(result, PG_DIAG_SQLSTATE)), "%s",
-            PQresultStatus(result) == PGRES_PIPELINE_ABORTED
+            request, status_from_sqlstate(pq_here()->PQresultErrorField(result, PG_DIAG_SQLSTATE)), "%s",
+            pq_here()->PQresultStatus(result) == PGRES_PIPELINE_ABORTED
                 ? "the pipeline was aborted"
-                : first_line(PQresultErrorMessage(result), line, sizeof line));
+                : first_line(pq_here()->PQresultErrorMessage(result), line, sizeof line));
         return;
     }
     int64_t number = 0;
-    bool one_row = PQntuples(result) >= 1;
+    bool one_row = pq_here()->PQntuples(result) >= 1;
     switch (request->operation) {
     case STORAGE_OP_USER_CREDENTIAL_FETCH:
         credential_read(request, result);
@@ -666,7 +667,7 @@ static bool statements_send(pg_link *link)
         return true;
     }
     for (unsigned i = 0; i < STATEMENT_COUNT; i++) {
-        if (PQsendPrepare(link->connection, statement_names[i], statement_sql[i], 0, NULL) != 1) {
+        if (pq_here()->PQsendPrepare(link->connection, statement_names[i], statement_sql[i], 0, NULL) != 1) {
             return false;
         }
     }
@@ -685,13 +686,13 @@ static bool statements_collect(pg_link *link, int64_t deadline, char *reason, si
         if (result == NULL) {
             return false;
         }
-        if (ok && PQresultStatus(result) != PGRES_COMMAND_OK) {
+        if (ok && pq_here()->PQresultStatus(result) != PGRES_COMMAND_OK) {
             char line[LIMIT_STORAGE_REASON_BYTES];
             snprintf(reason, size, "prepare %s: %.200s", statement_names[i],
-                     first_line(PQresultErrorMessage(result), line, sizeof line));
+                     first_line(pq_here()->PQresultErrorMessage(result), line, sizeof line));
             ok = false;
         }
-        PQclear(result);
+        pq_here()->PQclear(result);
     }
     return ok;
 }
@@ -709,7 +710,7 @@ static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count
     for (unsigned i = 0; i < count && sent; i++) {
         sent = operation_send(link, batch[i]);
     }
-    if (!sent || PQpipelineSync(link->connection) != 1) {
+    if (!sent || pq_here()->PQpipelineSync(link->connection) != 1) {
         connection_break(link);
         return false;
     }
@@ -720,14 +721,14 @@ static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count
         PGresult *result = query_collect(link, deadline);
         if (result != NULL) {
             operation_read(batch[i], result);
-            if (PQresultStatus(result) != PGRES_TUPLES_OK) {
+            if (pq_here()->PQresultStatus(result) != PGRES_TUPLES_OK) {
                 if (ok) {
                     snprintf(reason, size, "%s", batch[i]->reason);
                 }
                 ok = false;
             }
         }
-        PQclear(result);
+        pq_here()->PQclear(result);
     }
     bool committed = false;
     if (!sync_collect(link, deadline, &committed)) {
@@ -743,9 +744,9 @@ static bool batch_grouped(pg_link *link, storage_request **batch, unsigned count
 static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned count)
 {
     atomic_fetch_add(&link->driver->batches, count);
-    bool sent = statements_send(link) && (link->prepared || PQpipelineSync(link->connection));
+    bool sent = statements_send(link) && (link->prepared || pq_here()->PQpipelineSync(link->connection));
     for (unsigned i = 0; i < count && sent; i++) {
-        sent = operation_send(link, batch[i]) && PQpipelineSync(link->connection) == 1;
+        sent = operation_send(link, batch[i]) && pq_here()->PQpipelineSync(link->connection) == 1;
     }
     if (!sent) {
         connection_break(link);
@@ -773,7 +774,7 @@ static unsigned batch_singly(pg_link *link, storage_request **batch, unsigned co
             return final;
         }
         operation_read(batch[i], result);
-        PQclear(result);
+        pq_here()->PQclear(result);
         if (!sync_collect(link, deadline, NULL)) {
             return final;
         }
@@ -788,7 +789,7 @@ static void batch_run(pg_link *link, storage_request **batch, unsigned count)
 {
     int64_t now = monotonic_ms();
     if (link->connection != NULL && !link_idle_alive(link)) {
-        PQfinish(link->connection);
+        pq_here()->PQfinish(link->connection);
         link->connection = NULL;
     }
     if (link->connection == NULL && link_retry_due(link, now)) {
@@ -815,7 +816,7 @@ static void batch_run(pg_link *link, storage_request **batch, unsigned count)
             }
         }
         if (link->broken) {
-            PQfinish(link->connection);
+            pq_here()->PQfinish(link->connection);
             link->connection = NULL;
             link->retry_at_ms = monotonic_ms();
         }
@@ -954,7 +955,7 @@ static void local_ready(void *argument, int events);
 
 static void local_arm(pg_local *local, unsigned events)
 {
-    local->poll = rx_poll_add(PQsocket(local->link.connection), events, local_ready, local);
+    local->poll = rx_poll_add(pq_here()->PQsocket(local->link.connection), events, local_ready, local);
     if (local->poll == NULL) {
         snprintf(local->link.down_reason, sizeof local->link.down_reason, "cannot poll");
         local->link.broken = true;
@@ -966,7 +967,7 @@ static void local_drop(pg_local *local)
     rx_poll_cancel(local->poll);
     local->poll = NULL;
     rx_timer_cancel(&local->timer);
-    PQfinish(local->link.connection);
+    pq_here()->PQfinish(local->link.connection);
     local->link.connection = NULL;
     local->connecting = false;
 }
@@ -998,14 +999,14 @@ static void local_send(pg_local *local, bool grouped)
     atomic_fetch_add(&link->driver->batches, grouped ? 1 : count);
     bool sent = statements_send(link);
     if (sent && !grouped && local->prepares > 0) {
-        sent = PQpipelineSync(link->connection) == 1;
+        sent = pq_here()->PQpipelineSync(link->connection) == 1;
     }
     for (unsigned i = 0; i < count && sent; i++) {
         sent = operation_send(link, link->batch[i]) &&
-               (grouped || PQpipelineSync(link->connection) == 1);
+               (grouped || pq_here()->PQpipelineSync(link->connection) == 1);
     }
-    sent = sent && (!grouped || PQpipelineSync(link->connection) == 1);
-    int flushed = sent ? PQflush(link->connection) : -1;
+    sent = sent && (!grouped || pq_here()->PQpipelineSync(link->connection) == 1);
+    int flushed = sent ? pq_here()->PQflush(link->connection) : -1;
     if (flushed < 0) {
         connection_break(link);
         local_drop(local);
@@ -1053,7 +1054,7 @@ static bool local_result(pg_local *local, PGresult *result)
             local->awaiting_null = false;
             local->step++;
         }
-        PQclear(result);
+        pq_here()->PQclear(result);
         return true;
     }
     if (result == NULL) {
@@ -1064,7 +1065,7 @@ static bool local_result(pg_local *local, PGresult *result)
     local->last_was_null = false;
     unsigned op = 0;
     plan_kind kind = local_plan(local, local->step, &op);
-    ExecStatusType status = PQresultStatus(result);
+    ExecStatusType status = pq_here()->PQresultStatus(result);
     if (kind == PLAN_SYNC) {
         if (status == PGRES_PIPELINE_SYNC) {
             if (!local->grouped && local->step > local->prepares) {
@@ -1076,10 +1077,10 @@ static bool local_result(pg_local *local, PGresult *result)
             if (!local->grouped && local->step > local->prepares) {
                 char line[LIMIT_STORAGE_REASON_BYTES];
                 storage_request_fail(local->link.batch[op], STORAGE_ERROR, "commit: %.200s",
-                                     first_line(PQresultErrorMessage(result), line, sizeof line));
+                                     first_line(pq_here()->PQresultErrorMessage(result), line, sizeof line));
             }
         }
-        PQclear(result);
+        pq_here()->PQclear(result);
         return true;
     }
     if (kind == PLAN_OP) {
@@ -1090,12 +1091,12 @@ static bool local_result(pg_local *local, PGresult *result)
         if (local->ok) {
             char line[LIMIT_STORAGE_REASON_BYTES];
             snprintf(local->link.down_reason, sizeof local->link.down_reason, "%s",
-                     first_line(PQresultErrorMessage(result), line, sizeof line));
+                     first_line(pq_here()->PQresultErrorMessage(result), line, sizeof line));
         }
         local->ok = false;
     }
     local->awaiting_null = true;
-    PQclear(result);
+    pq_here()->PQclear(result);
     return true;
 }
 
@@ -1137,11 +1138,11 @@ static void local_connected(pg_local *local)
     pg_link *link = &local->link;
     rx_timer_cancel(&local->timer);
     local->connecting = false;
-    if (PQsetnonblocking(link->connection, 1) != 0 || PQenterPipelineMode(link->connection) != 1) {
+    if (pq_here()->PQsetnonblocking(link->connection, 1) != 0 || pq_here()->PQenterPipelineMode(link->connection) != 1) {
         local_connect_failed(local, "cannot enter pipeline mode");
         return;
     }
-    PQsetNoticeProcessor(link->connection, notice_ignore, NULL);
+    pq_here()->PQsetNoticeProcessor(link->connection, notice_ignore, NULL);
     link->prepared = false;
     link->broken = false;
     link_connected(link);
@@ -1154,13 +1155,13 @@ static void local_ready(void *argument, int events)
     pg_link *link = &local->link;
     local->poll = NULL;
     if (local->connecting) {
-        local->connect_state = PQconnectPoll(link->connection);
+        local->connect_state = pq_here()->PQconnectPoll(link->connection);
         if (local->connect_state == PGRES_POLLING_OK) {
             local_connected(local);
         } else if (local->connect_state == PGRES_POLLING_FAILED) {
             char line[LIMIT_STORAGE_REASON_BYTES];
             local_connect_failed(local,
-                                 first_line(PQerrorMessage(link->connection), line, sizeof line));
+                                 first_line(pq_here()->PQerrorMessage(link->connection), line, sizeof line));
         } else {
             local_arm(local, local->connect_state == PGRES_POLLING_READING ? POLLIN : POLLOUT);
         }
@@ -1169,17 +1170,17 @@ static void local_ready(void *argument, int events)
     if (!local->in_flight) {
         return;
     }
-    int flushed = PQflush(link->connection);
+    int flushed = pq_here()->PQflush(link->connection);
     if (events < 0 || flushed < 0 ||
-        ((events & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(link->connection) == 0)) {
+        ((events & (POLLIN | POLLERR | POLLHUP)) != 0 && pq_here()->PQconsumeInput(link->connection) == 0)) {
         connection_break(link);
     }
     unsigned length = local_plan_length(local);
     bool progress = true;
     local->last_was_null = false;
-    while (progress && !link->broken && local->step < length && !PQisBusy(link->connection)) {
-        progress = local_result(local, PQgetResult(link->connection));
-        if (PQstatus(link->connection) == CONNECTION_BAD) {
+    while (progress && !link->broken && local->step < length && !pq_here()->PQisBusy(link->connection)) {
+        progress = local_result(local, pq_here()->PQgetResult(link->connection));
+        if (pq_here()->PQstatus(link->connection) == CONNECTION_BAD) {
             connection_break(link);
         }
     }
@@ -1233,13 +1234,13 @@ static void local_start(pg_local *local)
         local_complete(local, 0);
         return;
     }
-    link->connection = PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
-    if (link->connection == NULL || PQstatus(link->connection) == CONNECTION_BAD) {
+    link->connection = pq_here()->PQconnectStartParams(driver->keys, (const char *const *)driver->values, 0);
+    if (link->connection == NULL || pq_here()->PQstatus(link->connection) == CONNECTION_BAD) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         local_connect_failed(local,
                              link->connection == NULL
                                  ? "out of memory"
-                                 : first_line(PQerrorMessage(link->connection), line, sizeof line));
+                                 : first_line(pq_here()->PQerrorMessage(link->connection), line, sizeof line));
         return;
     }
     local->connecting = true;
@@ -1329,6 +1330,11 @@ static void driver_free(pg_driver *driver)
 static storage_status pg_create(storage *owner, const storage_option *options, size_t option_count,
                                 void **state, char *error, size_t error_size)
 {
+    char load_error[768];
+    if (pq_load(load_error, sizeof load_error) == NULL) {
+        snprintf(error, error_size, "postgresql: %s", load_error);
+        return STORAGE_UNAVAILABLE;
+    }
     pg_driver *driver = calloc(1, sizeof *driver);
     if (driver == NULL) {
         snprintf(error, error_size, "postgresql: out of memory");
@@ -1381,12 +1387,10 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
             ok = ok && (driver->values[n++] = strdup(given[k])) != NULL;
         }
     }
-    /* TLS to the database only when asked for (see storage/README.md:
-     * libpq's OpenSSL and the server's BoringSSL share one process). */
-    if (given[5] == NULL && getenv("PGSSLMODE") == NULL) {
-        driver->keys[n] = "sslmode";
-        ok = ok && (driver->values[n++] = strdup("disable")) != NULL;
-    }
+    /* No GSSAPI encryption: Starling configures no Kerberos, and libpq's
+     * default (prefer) would first try it against every server. */
+    driver->keys[n] = "gssencmode";
+    ok = ok && (driver->values[n++] = strdup("disable")) != NULL;
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%u", (LIMIT_STORAGE_POSTGRESQL_CONNECT_MS + 999) / 1000);
     driver->keys[n] = "connect_timeout";
@@ -1426,19 +1430,19 @@ static storage_status pg_create(storage *owner, const storage_option *options, s
 static bool exec_ok(pg_driver *driver, const char *sql, char *error, size_t error_size,
                     PGresult **out)
 {
-    PGresult *result = PQexec(driver->links[0].connection, sql);
-    ExecStatusType status = PQresultStatus(result);
+    PGresult *result = pq_here()->PQexec(driver->links[0].connection, sql);
+    ExecStatusType status = pq_here()->PQresultStatus(result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         snprintf(error, error_size, "postgresql %s: %.60s...: %s", driver->where, sql,
-                 first_line(PQresultErrorMessage(result), line, sizeof line));
-        PQclear(result);
+                 first_line(pq_here()->PQresultErrorMessage(result), line, sizeof line));
+        pq_here()->PQclear(result);
         return false;
     }
     if (out != NULL) {
         *out = result;
     } else {
-        PQclear(result);
+        pq_here()->PQclear(result);
     }
     return true;
 }
@@ -1460,8 +1464,8 @@ static storage_status migrate(pg_driver *driver, char *error, size_t error_size)
                  &result)) {
         return STORAGE_UNAVAILABLE;
     }
-    unsigned version = (unsigned)strtoul(PQgetvalue(result, 0, 0), NULL, 10);
-    PQclear(result);
+    unsigned version = (unsigned)strtoul(pq_here()->PQgetvalue(result, 0, 0), NULL, 10);
+    pq_here()->PQclear(result);
     if (version > storage_migration_count) {
         snprintf(error, error_size,
                  "postgresql %s: the database schema is version %u but this starling knows "
@@ -1506,7 +1510,7 @@ static void links_stop(pg_driver *driver)
             pthread_join(link->thread, NULL);
             link->thread_started = false;
         }
-        PQfinish(link->connection);
+        pq_here()->PQfinish(link->connection);
         link->connection = NULL;
     }
 }
@@ -1518,21 +1522,21 @@ static storage_status pg_open(void *state, char *error, size_t error_size)
 {
     pg_driver *driver = state;
     pg_link *first = &driver->links[0];
-    first->connection = PQconnectdbParams(driver->keys, (const char *const *)driver->values, 0);
-    if (first->connection == NULL || PQstatus(first->connection) != CONNECTION_OK) {
+    first->connection = pq_here()->PQconnectdbParams(driver->keys, (const char *const *)driver->values, 0);
+    if (first->connection == NULL || pq_here()->PQstatus(first->connection) != CONNECTION_OK) {
         char line[LIMIT_STORAGE_REASON_BYTES];
         snprintf(error, error_size, "postgresql %s: cannot connect: %s", driver->where,
-                 first_line(first->connection != NULL ? PQerrorMessage(first->connection)
+                 first_line(first->connection != NULL ? pq_here()->PQerrorMessage(first->connection)
                                                       : "out of memory",
                             line, sizeof line));
-        PQfinish(first->connection);
+        pq_here()->PQfinish(first->connection);
         first->connection = NULL;
         return STORAGE_UNAVAILABLE;
     }
-    PQsetNoticeProcessor(first->connection, notice_ignore, NULL);
+    pq_here()->PQsetNoticeProcessor(first->connection, notice_ignore, NULL);
     storage_status status = migrate(driver, error, error_size);
-    if (status == STORAGE_OK && (PQsetnonblocking(first->connection, 1) != 0 ||
-                                 PQenterPipelineMode(first->connection) != 1)) {
+    if (status == STORAGE_OK && (pq_here()->PQsetnonblocking(first->connection, 1) != 0 ||
+                                 pq_here()->PQenterPipelineMode(first->connection) != 1)) {
         snprintf(error, error_size, "postgresql %s: cannot enter pipeline mode", driver->where);
         status = STORAGE_ERROR;
     }
@@ -1606,7 +1610,7 @@ static void pg_close(void *state)
     for (unsigned i = 0; i < LIMIT_REACTORS_MAX; i++) {
         pg_local *local = driver->locals[i];
         if (local != NULL) {
-            PQfinish(local->link.connection);
+            pq_here()->PQfinish(local->link.connection);
             free(local->link.batch);
             free(local->pending);
             free(local);

@@ -35,6 +35,7 @@ struct storage_waiter {
     pthread_cond_t arrived;
     storage_request *head;
     storage_request *tail;
+    unsigned pending; /* submitted, callback not run; the waiter's thread only */
 };
 
 static _Thread_local storage_waiter *attached_waiter;
@@ -215,6 +216,7 @@ unsigned storage_waiter_run(storage_waiter *waiter, unsigned timeout_ms)
     unsigned ran = 0;
     while (ready != NULL) {
         storage_request *next = ready->next;
+        waiter->pending--;
         request_run_callback(ready);
         ready = next;
         ran++;
@@ -370,6 +372,10 @@ static storage_status request_submit(storage *handle, storage_request *request)
         handle->producer != NULL) {
         request->reactor_index = rx_reactor_index(reactor);
     } else if (reactor == NULL && attached_waiter != NULL) {
+        if (attached_waiter->pending >= LIMIT_STORAGE_WAITER_PENDING) {
+            request_free(request);
+            return STORAGE_BUSY;
+        }
         request->waiter = attached_waiter;
     } else {
         request_free(request);
@@ -380,9 +386,12 @@ static storage_status request_submit(storage *handle, storage_request *request)
         return STORAGE_CLOSED;
     }
     request->owner = handle;
+    storage_waiter *waiter = request->waiter;
     storage_status status = handle->driver->submit(handle->state, request);
     if (status != STORAGE_OK) {
         request_free(request);
+    } else if (waiter != NULL) {
+        waiter->pending++;
     }
     return status;
 }

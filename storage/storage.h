@@ -76,7 +76,8 @@ const char *storage_status_name(storage_status status);
  *   path            the database file (created if missing); required
  *   group_commit    "on" (default) or "off": one transaction per operation
  *   queue_requests  the request queue's capacity, 1..LIMIT_STORAGE_QUEUE_REQUESTS
- * PostgreSQL knows host, port, dbname, user, password, sslmode (libpq's),
+ * PostgreSQL knows host, port, dbname, user, password, sslmode, sslrootcert,
+ * sslcert, sslkey (libpq's),
  * group_commit, queue_requests (each queue's bound), reactor_connections
  * ("on" by default: each reactor owns a connection) and connections (the
  * thread pool for waiters, 1..LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX);
@@ -166,7 +167,9 @@ storage_waiter *storage_waiter_create(void);
 /* Frees a waiter that has no completion pending. */
 void storage_waiter_destroy(storage_waiter *waiter);
 /* Submissions made by the calling thread from now on complete through
- * waiter (borrowed until detached with NULL). */
+ * waiter (borrowed until detached with NULL). A waiter holds at most
+ * LIMIT_STORAGE_WAITER_PENDING requests submitted and not yet run; beyond
+ * that submission is refused with STORAGE_BUSY until it runs some. */
 void storage_waiter_attach(storage_waiter *waiter);
 /* Runs the completions that have arrived, waiting up to timeout_ms for the
  * first one. Returns how many callbacks ran (0 on timeout). */

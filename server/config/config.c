@@ -89,6 +89,7 @@ static const char *const storage_drivers[] = {"sqlite", "postgresql", NULL};
 static const char *const cluster_drivers[] = {"local", NULL};
 static const char *const log_levels[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_formats[] = {"human", "json", NULL};
+static const char *const switches[] = {"on", "off", NULL};
 static const char *const sslmodes[] = {"disable",   "allow",       "prefer", "require",
                                        "verify-ca", "verify-full", NULL};
 
@@ -153,9 +154,26 @@ static const key_row postgresql_rows[] = {
      "Password of `user` (empty: none, e.g. peer or certificate authentication)."},
     ENUM_ROW("sslmode", config, storage.postgresql.sslmode, sslmodes, "prefer",
              "libpq `sslmode`: disable, allow, prefer, require, verify-ca, verify-full."),
-    UINT_ROW("connections_per_reactor", config, storage.postgresql.connections_per_reactor, 1,
-             LIMIT_STORAGE_CONNECTIONS_PER_REACTOR_MAX, "2",
-             "Connections each reactor keeps open (the pool is reactors x this)."),
+    STRING_ROW("sslrootcert", config, storage.postgresql.sslrootcert, 0, 0, "",
+               "libpq `sslrootcert`: CA certificates (PEM) that `verify-ca` and `verify-full` "
+               "check the server's certificate against; relative paths are under `data_dir`. "
+               "Empty: libpq's default (`~/.postgresql/root.crt`)."),
+    STRING_ROW("sslcert", config, storage.postgresql.sslcert, 0, 0, "",
+               "libpq `sslcert`: client certificate (PEM) for certificate authentication; "
+               "relative paths are under `data_dir`. Empty: none."),
+    STRING_ROW("sslkey", config, storage.postgresql.sslkey, 0, 0, "",
+               "libpq `sslkey`: the client certificate's private key; relative paths are "
+               "under `data_dir`. Empty: none."),
+    ENUM_ROW("reactor_connections", config, storage.postgresql.reactor_connections, switches,
+             "on",
+             "`on`: each reactor opens its own connection (when it first needs one) and sends "
+             "what it asks for in one loop iteration as one pipeline, polled on its own "
+             "io_uring ring; `off`: reactors' operations go to the pool below too."),
+    UINT_ROW("pool_connections", config, storage.postgresql.pool_connections, 1,
+             LIMIT_STORAGE_POSTGRESQL_CONNECTIONS_MAX, "1",
+             "Connections of the thread pool that serves whatever does not run on a "
+             "reactor (start-up, starlingctl) and, with `reactor_connections: off`, "
+             "everything."),
 };
 static const key_table sqlite_table = TABLE(sqlite_rows);
 static const key_table postgresql_table = TABLE(postgresql_rows);

@@ -106,7 +106,11 @@ typedef struct config {
             char user[CONFIG_STRING_BYTES];
             char password[CONFIG_SECRET_BYTES];
             unsigned sslmode; /* config_sslmode */
-            unsigned connections_per_reactor;
+            char sslrootcert[CONFIG_STRING_BYTES]; /* relative: under data_dir */
+            char sslcert[CONFIG_STRING_BYTES];
+            char sslkey[CONFIG_STRING_BYTES];
+            unsigned reactor_connections; /* 0 on, 1 off (index in "on", "off") */
+            unsigned pool_connections;
         } postgresql;
     } storage;
     struct {

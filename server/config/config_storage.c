@@ -4,7 +4,10 @@
  *
  * The options each driver takes are spelled here once: SQLite's "path"
  * (storage.sqlite.path, under data_dir unless absolute) and PostgreSQL's
- * libpq-style "host", "port", "dbname", "user", "password", "sslmode".
+ * libpq-style "host", "port", "dbname", "user", "password", "sslmode",
+ * "sslrootcert", "sslcert", "sslkey" (files under data_dir unless
+ * absolute; left out when empty), and its "reactor_connections" and
+ * "connections" (from pool_connections).
  * SQLite creates the database file but not its directory, so the
  * directory is made here (mode 0700: it holds credentials), with its
  * parents, the way `mkdir -p` would.
@@ -67,8 +70,9 @@ storage_status config_storage_open(const config *settings, rx_runtime *runtime, 
 {
     *out = NULL;
     char path[CONFIG_STRING_BYTES * 2];
-    char port[16];
-    storage_option options[6];
+    char port[16], pool[16];
+    char files[3][CONFIG_STRING_BYTES * 2];
+    storage_option options[12];
     size_t count = 0;
     const char *driver = config_enum_name("storage.driver", settings->storage.driver);
     if (settings->storage.driver == CONFIG_STORAGE_SQLITE) {
@@ -86,6 +90,29 @@ storage_status config_storage_open(const config *settings, rx_runtime *runtime, 
         options[count++] =
             (storage_option){"sslmode", config_enum_name("storage.postgresql.sslmode",
                                                          settings->storage.postgresql.sslmode)};
+        const struct {
+            const char *key;
+            const char *value;
+        } file_options[3] = {{"sslrootcert", settings->storage.postgresql.sslrootcert},
+                             {"sslcert", settings->storage.postgresql.sslcert},
+                             {"sslkey", settings->storage.postgresql.sslkey}};
+        for (size_t i = 0; i < 3; i++) {
+            if (file_options[i].value[0] == '\0')
+                continue;
+            if (config_data_path(settings, file_options[i].value, files[i], sizeof files[i]) != 0) {
+                snprintf(error, error_size,
+                         "storage.postgresql.%s: the path under data_dir is too long",
+                         file_options[i].key);
+                return STORAGE_INVALID;
+            }
+            options[count++] = (storage_option){file_options[i].key, files[i]};
+        }
+        options[count++] = (storage_option){
+            "reactor_connections",
+            config_enum_name("storage.postgresql.reactor_connections",
+                             settings->storage.postgresql.reactor_connections)};
+        snprintf(pool, sizeof pool, "%u", settings->storage.postgresql.pool_connections);
+        options[count++] = (storage_option){"connections", pool};
     }
     storage *handle = storage_create(driver, options, count, runtime, error, error_size);
     if (handle == NULL)

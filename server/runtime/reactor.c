@@ -525,7 +525,7 @@ static void shutdown_abort_all(rx_reactor *reactor)
 static bool shutdown_step(rx_reactor *reactor)
 {
     if (!reactor->shutting_down) {
-        if (!atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_relaxed)) {
+        if (!atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_acquire)) {
             return false;
         }
         shutdown_begin(reactor);

@@ -81,7 +81,11 @@ static void test_defaults(void)
     CHECK(defaults.storage.postgresql.port == 5432);
     CHECK(defaults.storage.postgresql.password[0] == '\0');
     CHECK(defaults.storage.postgresql.sslmode == CONFIG_SSLMODE_PREFER);
-    CHECK(defaults.storage.postgresql.connections_per_reactor == 2);
+    CHECK(defaults.storage.postgresql.reactor_connections == 0); /* on */
+    CHECK(defaults.storage.postgresql.pool_connections == 1);
+    CHECK(defaults.storage.postgresql.sslrootcert[0] == '\0');
+    CHECK(defaults.storage.postgresql.sslcert[0] == '\0');
+    CHECK(defaults.storage.postgresql.sslkey[0] == '\0');
     CHECK(defaults.cluster.driver == CONFIG_CLUSTER_LOCAL);
     CHECK(defaults.limits.connections_per_reactor == LIMIT_CONNECTIONS_PER_REACTOR);
     CHECK(defaults.timeouts.handshake_ms == LIMIT_HANDSHAKE_TIMEOUT_MS);
@@ -117,7 +121,8 @@ static void test_values(void)
               "    key_file: certs/example.org.key\n"
               "storage:\n"
               "  driver: postgresql\n"
-              "  postgresql: {host: db, port: 6432, password: 's3cret', sslmode: verify-full}\n"
+              "  postgresql: {host: db, port: 6432, password: 's3cret', sslmode: verify-full,\n"
+              "               sslrootcert: ca.pem, reactor_connections: off, pool_connections: 3}\n"
               "limits: {connections_per_reactor: 1000}\n"
               "timeouts: {handshake_ms: 5000, idle_ms: 100, write_ms: 86400000}\n"
               "logging: {level: debug, format: json, destination: /tmp/x.log}\n",
@@ -138,6 +143,10 @@ static void test_values(void)
     CHECK(strcmp(loaded.storage.postgresql.password, "s3cret") == 0);
     CHECK(strcmp(loaded.storage.postgresql.user, "starling") == 0);
     CHECK(loaded.storage.postgresql.sslmode == CONFIG_SSLMODE_VERIFY_FULL);
+    CHECK(strcmp(loaded.storage.postgresql.sslrootcert, "ca.pem") == 0);
+    CHECK(strcmp(config_enum_name("storage.postgresql.reactor_connections",
+                                  loaded.storage.postgresql.reactor_connections), "off") == 0);
+    CHECK(loaded.storage.postgresql.pool_connections == 3);
     CHECK(loaded.limits.connections_per_reactor == 1000);
     CHECK(loaded.timeouts.idle_ms == 100 && loaded.timeouts.write_ms == 86400000);
     CHECK(loaded.logging.level == CONFIG_LOG_DEBUG && loaded.logging.format == CONFIG_LOG_JSON);
@@ -184,6 +193,10 @@ static void test_value_refusals(void)
                    "t.yaml:2:11: storage.driver: wants one of sqlite, postgresql, not \"mysql\"");
     expect_refusal("bad log level", "logging: {level: loud}\n", NULL,
                    "logging.level: wants one of debug, info, warning, error, not \"loud\"");
+    expect_refusal("pool too large", "storage:\n  postgresql: {pool_connections: 17}\n", NULL,
+                   "storage.postgresql.pool_connections: wants an integer 1..16, not \"17\"");
+    expect_refusal("switch", "storage:\n  postgresql: {reactor_connections: yes}\n", NULL,
+                   "storage.postgresql.reactor_connections: wants one of on, off, not \"yes\"");
 }
 
 /* Refusals of the document's shape: duplicates, bad YAML, lists, files. */
@@ -428,7 +441,9 @@ static void test_environment_names(void)
         "STARLING_TIMEOUTS_WRITE_MS=30000",
         "STARLING_LOGGING_DESTINATION=stderr",
         "STARLING_STORAGE_POSTGRESQL_SSLMODE=prefer",
-        "STARLING_STORAGE_POSTGRESQL_CONNECTIONS_PER_REACTOR=2",
+        "STARLING_STORAGE_POSTGRESQL_POOL_CONNECTIONS=1",
+        "STARLING_STORAGE_POSTGRESQL_REACTOR_CONNECTIONS=on",
+        "STARLING_STORAGE_POSTGRESQL_SSLROOTCERT=",
     };
     for (size_t i = 0; i < sizeof settable / sizeof settable[0]; i++) {
         snprintf(assignment, sizeof assignment, "%s", settable[i]);

@@ -95,6 +95,9 @@ class PostgresBackend:
         except KeyError as missing:
             raise AssertionError(f"no PostgreSQL cluster: {missing} is not set "
                                  "(run under tests/storage/pg_cluster.py)") from None
+        # Under pg_cluster.py --tls-only: TLS and a SCRAM password, or nothing.
+        self.password = os.environ.get("STARLING_PG_PASSWORD")
+        self.ca = os.environ.get("STARLING_PG_CA")
         PostgresBackend.created += 1
         self.database = f"ctl_{os.getpid()}_{PostgresBackend.created}"
         self.psql("postgres", f"CREATE DATABASE {self.database}")
@@ -103,14 +106,25 @@ class PostgresBackend:
         result = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.host,
                                  "-p", self.port, "-U", self.user, "-d", database, "-c", sql],
                                 capture_output=True, text=True, timeout=TIMEOUT_S,
-                                env=clean_environment())
+                                env=self.environment())
         if result.returncode != 0:
             raise AssertionError(f"psql {sql!r}: {result.stderr}")
         return result.stdout.splitlines()
 
-    def storage_yaml(self):
-        return (f"storage:\n  driver: postgresql\n  postgresql:\n    host: {self.host}\n"
+    def environment(self):
+        if self.password is None:
+            return clean_environment()
+        return clean_environment(PGPASSWORD=self.password, PGSSLMODE="require")
+
+    def storage_yaml(self, sslmode="verify-ca"):
+        text = (f"storage:\n  driver: postgresql\n  postgresql:\n    host: {self.host}\n"
                 f"    port: {self.port}\n    user: {self.user}\n    dbname: {self.database}\n")
+        if self.password is not None:
+            # verify-ca against the cluster's self-signed certificate: the
+            # TLS is checked, and sslrootcert reaches libpq.
+            text += (f"    password: {self.password}\n    sslmode: {sslmode}\n"
+                     f"    sslrootcert: {self.ca}\n    pool_connections: 2\n")
+        return text
 
     def credentials(self, domain, localpart):
         rows = self.psql(self.database,
@@ -130,7 +144,7 @@ class PostgresBackend:
         or as the hex that bytea columns dump as."""
         dump = subprocess.run(["pg_dump", "--data-only", "-h", self.host, "-p", self.port,
                                "-U", self.user, "-d", self.database],
-                              capture_output=True, timeout=TIMEOUT_S, env=clean_environment())
+                              capture_output=True, timeout=TIMEOUT_S, env=self.environment())
         if dump.returncode != 0 or b"COPY public.credentials" not in dump.stdout:
             raise AssertionError(f"pg_dump: {dump.stderr!r}")
         return needle in dump.stdout or needle.hex().encode() in dump.stdout
@@ -374,6 +388,43 @@ class SqliteUserTests(UserCommandCases, unittest.TestCase):
 
 class PostgresUserTests(UserCommandCases, unittest.TestCase):
     BACKEND = PostgresBackend
+
+    def test_plaintext_is_refused_by_a_tls_only_database(self):
+        """The cluster takes TLS only: every other case got through it, so
+        starlingctl spoke TLS (and SCRAM) to it; without TLS it is refused."""
+        self.assertIsNotNone(self.backend.password, "run under pg_cluster.py --tls-only")
+        config = self.write("plain.yaml", self.backend.storage_yaml(sslmode="disable"))
+        result = self.ctl("list", config=config)
+        self.assertEqual(result.returncode, EXIT_UNAVAILABLE, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("no encryption", result.stderr)
+
+    def test_server_connects_with_tls(self):
+        """starling itself (BoringSSL for XMPP, libpq's OpenSSL for the
+        database, one process) holds TLS connections to the database."""
+        self.assertIsNotNone(self.backend.password, "run under pg_cluster.py --tls-only")
+        log_path = os.path.join(self.directory.name, "server.log")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([STARLING, "--config", self.config, "--port",
+                                        str(free_port()), "--reactors", "1"], stdout=log,
+                                       stderr=subprocess.STDOUT, env=clean_environment())
+            try:
+                query = ("SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_ssl s "
+                         "JOIN pg_stat_activity a USING (pid) WHERE a.application_name = "
+                         f"'starling' AND a.datname = '{self.backend.database}'")
+                deadline = time.monotonic() + 20
+                seen = ["0|0"]
+                while seen == ["0|0"] and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    self.assertIsNone(process.poll(), open(log_path).read())
+                    seen = self.backend.psql("postgres", query)
+                total, encrypted = map(int, seen[0].split("|"))
+                self.assertGreater(total, 0, "starling never connected")
+                self.assertEqual(encrypted, total)
+                self.assertIsNone(process.poll())
+            finally:
+                process.terminate()
+                self.assertEqual(process.wait(timeout=30), 0, open(log_path).read())
 
 
 BACKEND_TESTS = {"sqlite": SqliteUserTests, "postgresql": PostgresUserTests}

@@ -1,11 +1,14 @@
 """pg_cluster: runs a command against a private PostgreSQL cluster.
 
-    pg_cluster.py [--fsync] [--tls] COMMAND [ARGS...]
+    pg_cluster.py [--fsync] [--tls | --tls-only] COMMAND [ARGS...]
 
 Creates a temporary directory, initdb's a cluster in it (trust
 authentication, no fsync unless --fsync, which benchmarks use so that a
 commit costs what it costs in production; with --tls the server also
-accepts TLS, with a self-signed certificate made by the openssl CLI), starts postgres listening only on
+accepts TLS, with a self-signed certificate made by the openssl CLI; with
+--tls-only it accepts nothing else over TCP, and authenticates with
+SCRAM-SHA-256 and a password, exported as STARLING_PG_PASSWORD; the
+certificate's path is exported as STARLING_PG_CA), starts postgres listening only on
 127.0.0.1 at a free port (no Unix socket outside the directory), waits
 (bounded) until it accepts connections, runs COMMAND with STARLING_PG_HOST,
 STARLING_PG_PORT, STARLING_PG_USER set, plus STARLING_PG_STOP and
@@ -52,13 +55,15 @@ def free_port():
 def main():
     command = sys.argv[1:]
     fsync = "off"
-    tls = False
-    while command[:1] in (["--fsync"], ["--tls"]):
+    tls = tls_only = False
+    while command[:1] in (["--fsync"], ["--tls"], ["--tls-only"]):
         fsync = "on" if command[0] == "--fsync" else fsync
-        tls = tls or command[0] == "--tls"
+        tls = tls or command[0] in ("--tls", "--tls-only")
+        tls_only = tls_only or command[0] == "--tls-only"
         command = command[1:]
     if not command:
-        print("usage: pg_cluster.py [--fsync] [--tls] COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: pg_cluster.py [--fsync] [--tls | --tls-only] COMMAND [ARGS...]",
+              file=sys.stderr)
         return 2
     bindir = binaries()
     as_root = os.geteuid() == 0
@@ -84,6 +89,13 @@ def main():
         subprocess.run(prefix + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust",
                                  "-U", user, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
                        check=True, stdout=subprocess.DEVNULL, timeout=START_WAIT_SECONDS * 2)
+        password = None
+        if tls_only:
+            password = os.urandom(12).hex()
+            with open(os.path.join(data, "pg_hba.conf"), "w") as hba:
+                hba.write("local all all trust\n"
+                          "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+                          "hostnossl all all 127.0.0.1/32 reject\n")
         for attempt in range(START_ATTEMPTS):
             port = free_port()
             options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
@@ -105,6 +117,14 @@ def main():
                            STARLING_PG_USER=user,
                            STARLING_PG_STOP=shlex.join(stop) + " >/dev/null",
                            STARLING_PG_START=shlex.join(start) + " >/dev/null")
+        if tls:
+            environment["STARLING_PG_CA"] = os.path.join(work, "server.crt")
+        if password is not None:
+            subprocess.run(prefix + [os.path.join(bindir, "psql"), "-X", "-q", "-h", work, "-p",
+                                     str(port), "-U", user, "-d", "postgres", "-c",
+                                     f"ALTER ROLE \"{user}\" PASSWORD '{password}'"],
+                           check=True, stdout=subprocess.DEVNULL, timeout=START_WAIT_SECONDS)
+            environment["STARLING_PG_PASSWORD"] = password
         return subprocess.run(command, env=environment,
                               timeout=COMMAND_TIMEOUT_SECONDS).returncode
     finally:

@@ -789,6 +789,70 @@ static void test_queue_full_busy(void)
     storage_close(handle);
 }
 
+/* A waiter holds at most LIMIT_STORAGE_WAITER_PENDING requests it has not
+ * run: with the driver's queue empty, one more is refused as busy, and
+ * once the waiter runs them submissions go through again. */
+#define WAITER_ROUND 64u
+
+static void count_done(void *context, const storage_result *result)
+{
+    unsigned *counts = context;
+    counts[result->status == STORAGE_OK ? 0 : 1]++;
+}
+
+static void wait_queue_empty(storage *handle)
+{
+    storage_stats stats = {0};
+    unsigned long long deadline = harness_now_ms() + WAIT_MS;
+    for (storage_get_stats(handle, &stats); stats.queued != 0 && harness_now_ms() < deadline;
+         storage_get_stats(handle, &stats)) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    CHECK(stats.queued == 0);
+}
+
+static void test_waiter_bound(void)
+{
+    CHECK(fixture->database_fresh());
+    storage_option queue = {"queue_requests", "64"};
+    storage *handle = open_storage(&queue, NULL);
+    CHECK(handle != NULL);
+    if (handle == NULL) {
+        return;
+    }
+    unsigned counts[2] = {0, 0};
+    unsigned submitted = 0;
+    while (submitted < LIMIT_STORAGE_WAITER_PENDING) {
+        for (unsigned i = 0; i < WAITER_ROUND && submitted < LIMIT_STORAGE_WAITER_PENDING; i++) {
+            storage_status status = storage_user_count(handle, NULL, count_done, counts);
+            CHECK(status == STORAGE_OK);
+            if (status != STORAGE_OK)
+                break;
+            submitted++;
+        }
+        wait_queue_empty(handle);
+        if (counts[0] + counts[1] != 0)
+            break; /* nothing may run before storage_waiter_run */
+    }
+    CHECK(submitted == LIMIT_STORAGE_WAITER_PENDING);
+    CHECK(counts[0] + counts[1] == 0);
+    storage_stats before = {0}, after = {0};
+    storage_get_stats(handle, &before);
+    CHECK(storage_user_count(handle, NULL, count_done, counts) == STORAGE_BUSY);
+    storage_get_stats(handle, &after);
+    CHECK(after.queued == 0);
+    unsigned long long deadline = harness_now_ms() + WAIT_MS;
+    while (counts[0] + counts[1] < submitted && harness_now_ms() < deadline) {
+        storage_waiter_run(waiter, 100);
+    }
+    CHECK(counts[0] == submitted && counts[1] == 0);
+    outcome again = {0};
+    CHECK(storage_user_count(handle, NULL, outcome_record, &again) == STORAGE_OK);
+    CHECK(await(&again) == STORAGE_OK);
+    storage_close(handle);
+}
+
 #define NO_GROUPING_OPS 20u
 
 static void test_no_grouping(void)
@@ -838,6 +902,7 @@ int storage_suite_run(const storage_fixture *driver_fixture, const char *filter)
                 filter);
     harness_run("failing_operation_in_batch", test_failing_operation_in_batch, filter);
     harness_run("queue_full_busy", test_queue_full_busy, filter);
+    harness_run("waiter_bound", test_waiter_bound, filter);
     harness_run("shutdown_in_flight", test_shutdown_in_flight, filter);
     harness_run("no_grouping", test_no_grouping, filter);
     storage_waiter_attach(NULL);

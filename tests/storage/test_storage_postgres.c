@@ -11,7 +11,6 @@
  * pg_cluster.py --tls) checks that sslmode=require gives the driver's
  * connections TLS.
  */
-#include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +19,20 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
+#include "storage/pq.h"
 #include "tests/storage/storage_suite.h"
+
+/* libpq for the fixtures, through the same loader as the driver. */
+static const pq_api *pq(void)
+{
+    char error[768];
+    const pq_api *api = pq_load(error, sizeof error);
+    if (api == NULL) {
+        fprintf(stderr, "fixture: %s\n", error);
+        exit(1);
+    }
+    return pq_here();
+}
 
 static const char *host, *port, *user;
 static char dbname[64];
@@ -37,26 +49,26 @@ static PGconn *connect_to(const char *database)
 {
     const char *keys[] = {"host", "port", "user", "dbname", NULL};
     const char *values[] = {host, port, user, database, NULL};
-    PGconn *connection = PQconnectdbParams(keys, values, 0);
-    if (PQstatus(connection) != CONNECTION_OK) {
-        fprintf(stderr, "fixture: cannot connect to %s: %s", database, PQerrorMessage(connection));
-        PQfinish(connection);
+    PGconn *connection = pq()->PQconnectdbParams(keys, values, 0);
+    if (pq()->PQstatus(connection) != CONNECTION_OK) {
+        fprintf(stderr, "fixture: cannot connect to %s: %s", database, pq()->PQerrorMessage(connection));
+        pq()->PQfinish(connection);
         return NULL;
     }
-    PQsetNoticeProcessor(connection, notice_ignore, NULL);
+    pq()->PQsetNoticeProcessor(connection, notice_ignore, NULL);
     return connection;
 }
 
 static bool run_on(PGconn *connection, const char *sql)
 {
-    PGresult *result = connection != NULL ? PQexec(connection, sql) : NULL;
-    bool ok = result != NULL && (PQresultStatus(result) == PGRES_COMMAND_OK ||
-                                 PQresultStatus(result) == PGRES_TUPLES_OK);
+    PGresult *result = connection != NULL ? pq()->PQexec(connection, sql) : NULL;
+    bool ok = result != NULL && (pq()->PQresultStatus(result) == PGRES_COMMAND_OK ||
+                                 pq()->PQresultStatus(result) == PGRES_TUPLES_OK);
     if (!ok) {
         fprintf(stderr, "fixture: %s: %s", sql,
-                connection != NULL ? PQerrorMessage(connection) : "no connection\n");
+                connection != NULL ? pq()->PQerrorMessage(connection) : "no connection\n");
     }
-    PQclear(result);
+    pq()->PQclear(result);
     return ok;
 }
 
@@ -68,7 +80,7 @@ static bool database_fresh(void)
     char sql[128];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbname);
     bool ok = run_on(connection, sql);
-    PQfinish(connection);
+    pq()->PQfinish(connection);
     return ok;
 }
 
@@ -94,23 +106,23 @@ static bool execute(const char *sql)
 {
     PGconn *connection = connect_to(dbname);
     bool ok = run_on(connection, sql);
-    PQfinish(connection);
+    pq()->PQfinish(connection);
     return ok;
 }
 
 static int64_t query_number(const char *sql)
 {
     PGconn *connection = connect_to(dbname);
-    PGresult *result = connection != NULL ? PQexec(connection, sql) : NULL;
+    PGresult *result = connection != NULL ? pq()->PQexec(connection, sql) : NULL;
     int64_t value = -1;
-    if (result != NULL && PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1 &&
-        !PQgetisnull(result, 0, 0)) {
-        value = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+    if (result != NULL && pq()->PQresultStatus(result) == PGRES_TUPLES_OK && pq()->PQntuples(result) == 1 &&
+        !pq()->PQgetisnull(result, 0, 0)) {
+        value = strtoll(pq()->PQgetvalue(result, 0, 0), NULL, 10);
     } else {
         fprintf(stderr, "fixture: %s failed\n", sql);
     }
-    PQclear(result);
-    PQfinish(connection);
+    pq()->PQclear(result);
+    pq()->PQfinish(connection);
     return value;
 }
 
@@ -124,7 +136,7 @@ static bool writes_block(void)
 static void writes_unblock(void)
 {
     run_on(blocker, "ROLLBACK");
-    PQfinish(blocker);
+    pq()->PQfinish(blocker);
     blocker = NULL;
 }
 

@@ -25,10 +25,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include "tests/harness.h"
+#include "storage/pq.h"
 #include "storage/storage.h"
+
+/* libpq for the fixtures, through the same loader as the driver. */
+static const pq_api *pq(void)
+{
+    char error[768];
+    const pq_api *api = pq_load(error, sizeof error);
+    if (api == NULL) {
+        fprintf(stderr, "fixture: %s\n", error);
+        exit(1);
+    }
+    return pq_here();
+}
 
 #define OPS_MAX           40000u /* bounds the stream: ticks x burst x reactors */
 #define BURST             4u     /* operations per reactor per tick */
@@ -149,14 +160,14 @@ static int64_t offline_rows(void)
     const char *keys[] = {"host", "port", "user", "dbname", NULL};
     const char *values[] = {getenv("STARLING_PG_HOST"), getenv("STARLING_PG_PORT"),
                             getenv("STARLING_PG_USER"), "postgres", NULL};
-    PGconn *connection = PQconnectdbParams(keys, values, 0);
-    PQsetNoticeProcessor(connection, notice_ignore, NULL);
-    PGresult *result = PQexec(connection, "SELECT count(*) FROM offline_messages");
-    int64_t rows = PQresultStatus(result) == PGRES_TUPLES_OK
-                       ? strtoll(PQgetvalue(result, 0, 0), NULL, 10)
+    PGconn *connection = pq()->PQconnectdbParams(keys, values, 0);
+    pq()->PQsetNoticeProcessor(connection, notice_ignore, NULL);
+    PGresult *result = pq()->PQexec(connection, "SELECT count(*) FROM offline_messages");
+    int64_t rows = pq()->PQresultStatus(result) == PGRES_TUPLES_OK
+                       ? strtoll(pq()->PQgetvalue(result, 0, 0), NULL, 10)
                        : -1;
-    PQclear(result);
-    PQfinish(connection);
+    pq()->PQclear(result);
+    pq()->PQfinish(connection);
     return rows;
 }
 
