@@ -258,6 +258,30 @@
  * two separators. A parsed JID is held in a fixed buffer of this size. */
 #define LIMIT_JID_BYTES_MAX (3u * LIMIT_JID_PART_BYTES_MAX + 2u)
 
+/* --------------------------------------------------------- client streams */
+
+/* Plaintext a client sends while its stream waits for an answer it asked
+ * for (a credential fetch, a held-back SASL failure, the move to its
+ * shard's reactor after bind), kept until the answer is out. Clients wait
+ * for those answers; a well-behaved one sends nothing meanwhile, a
+ * pipelining one a stanza or two. Over it: policy-violation. */
+#define LIMIT_C2S_HELD_BYTES (64u * 1024u)
+
+/* Bytes of a reactor's buffer for what c2s writes itself: features, SASL
+ * and bind answers, IQ results, stanza errors (which echo two JIDs and an
+ * id) and a stamped presence for broadcast (a stanza and its new
+ * attributes). */
+#define LIMIT_C2S_REPLY_BYTES (LIMIT_STANZA_BYTES_MAX + 64u * 1024u)
+
+/* Bytes of the id of a bind request, kept while the session moves to its
+ * shard's reactor. Clients use short ids; over it: not-allowed. */
+#define LIMIT_C2S_ID_BYTES 256u
+
+/* Bytes of a SASL element's character data (base64 of at most
+ * LIMIT_SASL_MESSAGE_BYTES_MAX, with room for whitespace). Over it:
+ * malformed-request. */
+#define LIMIT_C2S_SASL_TEXT_BYTES (2u * LIMIT_SASL_MESSAGE_BYTES_MAX)
+
 /* --------------------------------------------------------------------- SASL */
 
 /* Bytes of one SCRAM message (RFC 5802), before SASL's base64. A

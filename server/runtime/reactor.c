@@ -597,6 +597,9 @@ static void reactor_loop(rx_reactor *reactor)
             break;
         }
         rx_reactor_run_connects(reactor);
+        if (reactor->runtime->options.on_iteration != NULL)
+            reactor->runtime->options.on_iteration(reactor->runtime->options.iteration_context,
+                                                   reactor->index);
         rx_reactor_flush_writes(reactor);
         rx_reactor_run_service(reactor);
         rx_reactor_run_releases(reactor);

@@ -105,6 +105,12 @@ typedef struct rx_options {
     unsigned producers_max;    /* non-reactor threads that may post */
     bool pin_threads;          /* pin reactor i to core i mod ncpu */
     bool handle_signals;       /* SIGTERM/SIGINT start a graceful shutdown */
+    /* Called on each reactor once per loop iteration, after the
+     * iteration's completions and mailbox messages were handled and before
+     * it flushes its writes and waits: where a layer sends what the
+     * iteration batched (the cluster driver's pipeline). NULL: none. */
+    void (*on_iteration)(void *context, unsigned reactor_index);
+    void *iteration_context;
 } rx_options;
 
 void rx_options_init(rx_options *options);
