@@ -474,8 +474,8 @@ int main(int argc, char **argv)
         rx_runtime_destroy(runtime);
         return 1;
     }
-    rx_log(RX_LOG_INFO, "starling %s serving %s (and %u more domains) with %u reactors",
-           STARLING_VERSION, settings.domains[0], settings.domain_count - 1,
+    rx_log(RX_LOG_INFO, "starling %s serving %s on %s:%u with %u reactors", STARLING_VERSION,
+           settings.domains[0], settings.listeners[0].address, settings.listeners[0].port,
            rx_runtime_reactor_count(runtime));
     status = rx_runtime_run(runtime);
     storage_close(accounts); /* before the runtime goes: completions need it */
