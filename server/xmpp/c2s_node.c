@@ -117,7 +117,8 @@ c2s_node *c2s_node_create(const config *settings, unsigned reactor_count, storag
     node->storage = storage;
     node->tls = tls;
     node->reactor_count = reactor_count;
-    node->conflict = SESSION_CONFLICT_REPLACE;
+    node->conflict = settings->sessions.conflict == 1 ? SESSION_CONFLICT_REFUSE
+                                                      : SESSION_CONFLICT_REPLACE;
     for (unsigned i = 0; i < settings->domain_count; i++) {
         c2s_domain *domain = &node->domains[node->domain_count];
         size_t length = 0;
@@ -130,6 +131,19 @@ c2s_node *c2s_node_create(const config *settings, unsigned reactor_count, storag
         domain->name[length] = '\0';
         domain->length = (uint16_t)length;
         node->domain_count++;
+    }
+    for (unsigned i = 0; i < settings->auth.anonymous_domain_count; i++) {
+        const char *name = settings->auth.anonymous_domains[i];
+        char prepared[LIMIT_JID_PART_BYTES_MAX + 1];
+        size_t length = 0, index = 0;
+        if (jid_prepare_domainpart(name, strlen(name), prepared, &length) != JID_OK ||
+            !c2s_node_domain(node, prepared, length, &index)) {
+            snprintf(error, error_size, "auth.anonymous_domains: '%s' is not a served domain",
+                     name);
+            node_free(node);
+            return NULL;
+        }
+        node->domains[index].anonymous = true;
     }
     if (load_secret(settings, node->sasl_secret, error, error_size) != 0) {
         node_free(node);
