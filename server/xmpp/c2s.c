@@ -557,6 +557,17 @@ static void c2s_sasl(c2s_session *session, const xml_view *view, xml_slice name)
 
 /* ----------------------------------------------------------------- bind */
 
+/* " id='...'" with the request's id as it was written (raw, escaped
+ * already), quoted with a character it does not hold. */
+static void write_raw_id(xml_writer *writer, const char *id, size_t length)
+{
+    char quote = memchr(id, '\'', length) != NULL ? '"' : '\'';
+    xml_write_raw(writer, LITERAL(" id="));
+    xml_write_raw(writer, &quote, 1);
+    xml_write_raw(writer, id, length);
+    xml_write_raw(writer, &quote, 1);
+}
+
 static void iq_reply_error(c2s_session *session, xml_slice id, const char *type,
                            const char *condition)
 {
@@ -564,7 +575,7 @@ static void iq_reply_error(c2s_session *session, xml_slice id, const char *type,
     xml_writer writer;
     xml_writer_init(&writer, here->reply, sizeof here->reply);
     xml_write_raw(&writer, LITERAL("<iq type='error'"));
-    xml_write_attribute(&writer, LITERAL("id"), id.ptr, id.len);
+    write_raw_id(&writer, id.ptr, id.len);
     xml_write_raw(&writer, LITERAL("><error type='"));
     xml_write_raw(&writer, type, strlen(type));
     xml_write_raw(&writer, LITERAL("'><"));
@@ -591,7 +602,7 @@ static void bind_answer(c2s_session *session, const char *id, size_t id_length,
         xml_writer writer;
         xml_writer_init(&writer, here->reply, sizeof here->reply);
         xml_write_raw(&writer, LITERAL("<iq type='result'"));
-        xml_write_attribute(&writer, LITERAL("id"), id, id_length);
+        write_raw_id(&writer, id, id_length);
         xml_write_raw(&writer, LITERAL("><bind xmlns='" NS_BIND "'><jid>"));
         xml_write_text(&writer, session->jid, session->full_length);
         xml_write_raw(&writer, LITERAL("</jid></bind></iq>"));
