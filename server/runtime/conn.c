@@ -134,13 +134,17 @@ void rx_conn_opened(rx_conn *conn, void *context)
     }
 }
 
-void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot)
+void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot,
+                      const struct sockaddr *peer)
 {
     const rx_listener *listener = &reactor->runtime->listeners[listener_index];
     rx_conn *conn = rx_conn_create(reactor, slot, listener->ops, reactor->now_ms);
     if (conn == NULL) {
         rx_stat_add(&reactor->stats.accept_refused, 1);
         return;
+    }
+    if (peer != NULL) {
+        rx_conn_peer_store(conn, peer);
     }
     rx_stat_add(&reactor->stats.accepted, 1);
     rx_conn_opened(conn, listener->context);

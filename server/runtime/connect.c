@@ -91,7 +91,8 @@ rx_status rx_connect(const char *address, uint16_t port, const char *source_addr
     }
     /* A pending connect will need a slot: count it against the table now so
      * that the table, not the kernel's ENFILE, is the bound callers see. */
-    if (reactor->connection_count + reactor->connects_pending >= reactor->slot_count) {
+    if (reactor->connection_count + reactor->connects_pending + reactor->peer_lookups_pending >=
+        reactor->slot_count) {
         return RX_ERR_FULL;
     }
     rx_connect_request *request = calloc(1, sizeof *request);
@@ -277,6 +278,7 @@ static void connect_completed(rx_reactor *reactor, rx_connect_request *request, 
     const rx_listener_ops *ops = request->ops;
     void *context = request->context;
     uint64_t started_ms = request->started_ms;
+    struct sockaddr_storage destination = request->destination;
     request_finish(reactor, request);
     rx_conn *conn = rx_conn_create(reactor, slot, ops, started_ms);
     if (conn == NULL) {
@@ -287,6 +289,7 @@ static void connect_completed(rx_reactor *reactor, rx_connect_request *request, 
         return;
     }
     rx_stat_add(&reactor->stats.connects_succeeded, 1);
+    rx_conn_peer_store(conn, (const struct sockaddr *)&destination);
     rx_conn_opened(conn, context);
 }
 

@@ -44,8 +44,9 @@ void rx_log_detach(void);
 __attribute__((noreturn)) void rx_assert_failed(const char *condition, const char *file, int line);
 
 /* user_data: op in the top 8 bits, then a 24-bit connection generation, then
- * the 32-bit slot (fixed-file index). RX_OP_MOVE_ARRIVE, RX_OP_CONNECT_INSTALL
- * and RX_OP_CONNECT carry a pointer in the low 56 bits instead. */
+ * the 32-bit slot (fixed-file index). RX_OP_MOVE_ARRIVE, RX_OP_CONNECT_INSTALL,
+ * RX_OP_CONNECT, RX_OP_POLL and RX_OP_PEER carry a pointer in the low 56 bits
+ * instead. */
 enum rx_op {
     RX_OP_ACCEPT = 1,      /* slot = listener index */
     RX_OP_RECV,            /* multishot recv of a connection */
@@ -63,7 +64,8 @@ enum rx_op {
     RX_OP_CONNECT,         /* connect on the fixed file (pointer) */
     RX_OP_CONNECT_CANCEL,  /* cancel of a connect (timeout, shutdown) */
     RX_OP_POLL,            /* rx_poll_add (pointer) */
-    RX_OP_POLL_CANCEL      /* poll_remove of an rx_poll (pointer) */
+    RX_OP_POLL_CANCEL,     /* poll_remove of an rx_poll (pointer) */
+    RX_OP_PEER             /* getsockopt SO_PEERNAME of an accept (pointer) */
 };
 
 #define RX_USER_DATA_POINTER_MASK ((UINT64_C(1) << 56) - 1)
@@ -139,6 +141,12 @@ struct rx_conn {
     uint8_t close_reason;
     uint8_t close_errno; /* RX_CLOSE_ERROR: the socket error (positive errno) */
     uint8_t move_target;
+    /* The peer's address, filled before on_open (peer.c): 0, AF_INET or
+     * AF_INET6; the port in host order; the address bytes in network order
+     * (the first 4 for IPv4). 19 bytes where a sockaddr_in6 would take 28. */
+    uint8_t peer_family;
+    uint16_t peer_port;
+    uint8_t peer_address[16];
     void *move_state;           /* rx_conn_move_to's state, until its done runs */
     rx_move_done_fn *move_done; /* NULL: a plain rx_conn_move (on_moved) */
 };
@@ -232,6 +240,15 @@ struct rx_reactor {
     unsigned connects_pending;
     unsigned connect_sockets_open;
 
+    /* Peer address lookups of accepted slots (peer.c): the records in
+     * flight and free, every record ever made (freed at destroy), how many
+     * are in flight (each holds a slot no connection owns yet), and
+     * whether the kernel refused the lookup (then none is tried again). */
+    struct rx_peer_lookup *peer_lookups_free;
+    struct rx_peer_lookup *peer_lookups_all;
+    unsigned peer_lookups_pending;
+    bool peer_lookup_unsupported;
+
     rx_stats_atomic stats;
 };
 
@@ -240,6 +257,7 @@ struct rx_listener {
     void *context;
     uint16_t port;
     unsigned index;
+    int family; /* AF_INET or AF_INET6: the size of its peers' addresses */
 };
 
 struct rx_producer {
@@ -277,8 +295,11 @@ void rx_reactor_wake_external(rx_reactor *reactor);
 rx_mailbox *rx_inbox_for(rx_reactor *target, unsigned source_index);
 
 /* Connections (conn.c). create adopts slot as a new connection (NULL, with
- * the slot closed, when no struct could be had); opened then calls on_open. */
-void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot);
+ * the slot closed, when no struct could be had); opened then calls on_open.
+ * accepted does both for an accepted slot, storing peer (borrowed; NULL
+ * when unknown) before on_open. */
+void rx_conn_accepted(rx_reactor *reactor, unsigned listener_index, int slot,
+                      const struct sockaddr *peer);
 rx_conn *rx_conn_create(rx_reactor *reactor, int slot, const rx_listener_ops *ops,
                         uint64_t handshake_start_ms);
 void rx_conn_opened(rx_conn *conn, void *context);
@@ -296,6 +317,16 @@ void rx_conn_schedule_timer(rx_conn *conn);
 void rx_conn_service(rx_conn *conn);
 void rx_conn_op_done(rx_conn *conn);
 void rx_conn_shutdown(rx_conn *conn);
+
+/* Peer addresses (peer.c). lookup_start asks the kernel for the peer of an
+ * accepted slot and opens the connection when the answer comes (at once,
+ * without an address, when it cannot ask); on_cqe takes that answer;
+ * store copies address (borrowed) into conn; free_all frees the records
+ * once the ring is gone. */
+void rx_peer_lookup_start(rx_reactor *reactor, unsigned listener_index, int slot);
+void rx_peer_on_cqe(rx_reactor *reactor, uint64_t user_data, int result);
+void rx_conn_peer_store(rx_conn *conn, const struct sockaddr *address);
+void rx_reactor_peer_lookups_free_all(rx_reactor *reactor);
 
 /* Descriptor polls (poll.c): a completion of RX_OP_POLL or
  * RX_OP_POLL_CANCEL; free_all drops what is left when the ring is gone. */

@@ -379,7 +379,7 @@ static void accept_completed(rx_reactor *reactor, unsigned listener_index,
 {
     RX_ASSERT(listener_index < reactor->runtime->listener_count);
     if (cqe->res >= 0) {
-        rx_conn_accepted(reactor, listener_index, cqe->res);
+        rx_peer_lookup_start(reactor, listener_index, cqe->res);
     } else if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
         /* The kernel closed the socket it could not place: the table is full. */
         rx_stat_add(&reactor->stats.accept_refused, 1);
@@ -431,6 +431,9 @@ static void dispatch(rx_reactor *reactor, const struct io_uring_cqe *cqe)
     case RX_OP_POLL:
     case RX_OP_POLL_CANCEL:
         rx_poll_on_cqe(reactor, op, user_data, cqe->res);
+        break;
+    case RX_OP_PEER:
+        rx_peer_on_cqe(reactor, user_data, cqe->res);
         break;
     case RX_OP_MOVE_SEND:
         rx_conn_move_sent(reactor, slot, cqe->res);

@@ -277,6 +277,7 @@ rx_status rx_runtime_add_listener(rx_runtime *runtime, const char *address, uint
     listener->context = context;
     listener->port = port;
     listener->index = index;
+    listener->family = storage.ss_family;
     runtime->listener_count++;
     if (listener_out != NULL) {
         *listener_out = listener;
@@ -426,6 +427,7 @@ static void reactor_destroy(rx_runtime *runtime, rx_reactor *reactor)
     /* After the ring is gone, so the kernel no longer writes to requests. */
     rx_reactor_connects_free_all(reactor);
     rx_reactor_polls_free_all(reactor);
+    rx_reactor_peer_lookups_free_all(reactor);
     rx_conn_free_all_chunks(reactor);
     rx_reactor_free_send_contexts(reactor);
     free(reactor->slots);

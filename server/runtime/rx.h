@@ -32,6 +32,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* rx_conn_peer fills one; <sys/socket.h> is left to the caller, so that
+ * including this header does not declare the socket calls everywhere. */
+struct sockaddr_storage;
+
 typedef struct rx_runtime rx_runtime;
 typedef struct rx_reactor rx_reactor;
 typedef struct rx_conn rx_conn;
@@ -355,6 +359,20 @@ void *rx_conn_userdata(const rx_conn *conn);
 int rx_conn_close_errno(const rx_conn *conn);
 rx_reactor *rx_conn_reactor(const rx_conn *conn);
 unsigned rx_conn_reactor_index(const rx_conn *conn);
+
+/* The address of conn's other end: for an accepted connection the client's
+ * address and port (what getpeername would say; a client of an IPv6
+ * listener bound to "::" that connected over IPv4 shows as an IPv4-mapped
+ * IPv6 address), for an rx_connect one the address and port connected to.
+ * Valid from on_open on and for the connection's whole life (it travels
+ * with a move). Writes a sockaddr_in or sockaddr_in6 into *out (borrowed)
+ * and, when length (borrowed) is not NULL, its size into *length, and
+ * returns true; returns false (with *out zeroed and *length 0) when the
+ * address is unknown: the kernel cannot report it for direct descriptors
+ * (before Linux 6.7; logged once per reactor), or the client left before it
+ * was asked. An IPv6 address's scope id and flow label are not kept (they
+ * read 0). Include <sys/socket.h> to use it. */
+bool rx_conn_peer(const rx_conn *conn, struct sockaddr_storage *out, size_t *length);
 
 /* ------------------------------------------------------ shared send buffers */
 

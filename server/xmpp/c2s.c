@@ -282,9 +282,11 @@ static bool needs_starttls(const c2s_session *session)
     return !(session->flags & C2S_ENCRYPTED) && session->listener->tls == CONFIG_TLS_STARTTLS;
 }
 
+/* Fills params for session; exporter, end_point and peer are the caller's
+ * buffers that params points into, so they must live as long as params. */
 static void sasl_params(const c2s_session *session, sasl_stream_params *params,
                         uint8_t exporter[TLS_EXPORTER_BYTES],
-                        uint8_t end_point[TLS_END_POINT_BYTES_MAX])
+                        uint8_t end_point[TLS_END_POINT_BYTES_MAX], struct sockaddr_storage *peer)
 {
     const c2s_domain *domain = &session->listener->node->domains[session->domain_index];
     memset(params, 0, sizeof *params);
@@ -292,6 +294,11 @@ static void sasl_params(const c2s_session *session, sasl_stream_params *params,
     params->tls = (session->flags & C2S_ENCRYPTED) != 0;
     params->plaintext_allowed = session->listener->tls == CONFIG_TLS_PLAINTEXT;
     params->anonymous = domain->anonymous;
+    /* The client's address keys the failed-login throttle; unknown (NULL)
+     * only when the kernel cannot report it, and then nothing is throttled
+     * by address. */
+    if (session->conn != NULL && rx_conn_peer(session->conn, peer, NULL))
+        params->peer = (const struct sockaddr *)peer;
     if (session->tls != NULL && tls_session_established(session->tls)) {
         if (tls_session_exporter(session->tls, exporter)) {
             params->cbind_data[SASL_CBIND_TLS_EXPORTER] = exporter;
@@ -314,7 +321,8 @@ static void write_features(const c2s_session *session, xml_writer *writer)
     } else if (!(session->flags & C2S_AUTHENTICATED)) {
         sasl_stream_params params;
         uint8_t exporter[TLS_EXPORTER_BYTES], end_point[TLS_END_POINT_BYTES_MAX];
-        sasl_params(session, &params, exporter, end_point);
+        struct sockaddr_storage peer;
+        sasl_params(session, &params, exporter, end_point, &peer);
         sasl_features_write(&params, writer);
     } else {
         xml_write_raw(writer, LITERAL("<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
@@ -530,7 +538,8 @@ static void c2s_sasl(c2s_session *session, const xml_view *view, xml_slice name)
         if (session->sasl == NULL) {
             sasl_stream_params params;
             uint8_t exporter[TLS_EXPORTER_BYTES], end_point[TLS_END_POINT_BYTES_MAX];
-            sasl_params(session, &params, exporter, end_point);
+            struct sockaddr_storage peer;
+            sasl_params(session, &params, exporter, end_point, &peer);
             session->sasl = sasl_session_create(&here->sasl, &params, sasl_ready, session);
             if (session->sasl == NULL) {
                 c2s_fail(session, STREAM_ERROR_RESOURCE_CONSTRAINT);
