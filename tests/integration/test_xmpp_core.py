@@ -68,7 +68,29 @@ Run (from the build directory's configuration, or by hand):
   /usr/bin/python3 tests/storage/pg_cluster.py --tls-only /usr/bin/python3 \\
       tests/integration/test_xmpp_core.py --backend postgresql --starling ... --starlingctl ...
   /usr/bin/python3 tests/integration/test_xmpp_core.py --server prosody
-Extra arguments go to unittest (e.g. -k bind).
+`-k PATTERN` runs the cases whose name holds PATTERN (e.g. -k bind).
+
+Validation on Prosody 0.12.3 (--server prosody): every case passes except
+these, skipped on that run only, with the reason:
+  channel_binding_is_advertised, scram_sha_256_plus_* (tls-exporter and
+    tls-server-end-point), scram_plus_with_wrong_binding_is_refused:
+    Prosody 0.12 binds channels with tls-unique only, which TLS 1.3 does
+    not define, and does not advertise XEP-0440. The SCRAM-PLUS client path
+    itself (ForcedSASL, aiosasl's SCRAMPLUS, a binding provider, a wrong
+    binding refused) is validated by scram_plus_provider_on_prosody, with
+    tls-unique over TLS 1.2 (a Prosody-only case);
+  scram_sha_512_aioxmpp: Prosody offers SCRAM-SHA-1 and SCRAM-SHA-256 only;
+  plaintext_listener_slixmpp, stanza_before_authentication_plaintext_listener:
+    the Prosody run has no plaintext port (slixmpp's plaintext PLAIN login
+    was checked by hand against bench/servers' plaintext Prosody);
+  stanza_before_authentication: Prosody answers with a stanza error, not the
+    not-authorized stream error RFC 6120 section 6.4.1 asks for.
+Cases whose Starling expectation Prosody meets differently, and that check
+on Prosody what it does: spoofed_from_* (Prosody stamps the sender's full
+JID over the forged from and delivers; Starling must close the stream with
+invalid-from and deliver nothing) and hostile_xml (Prosody answers the
+DOCTYPE, billion-laughs and entity-reference inputs with not-well-formed;
+Starling must answer restricted-xml, RFC 6120 section 11.1).
 """
 import argparse
 import asyncio
@@ -956,9 +978,9 @@ class XmppCoreCases:
     # ---- refusals
 
     def test_stanza_before_authentication(self):
-        self.starling_only("Prosody 0.12 routes a message sent after STARTTLS but before "
-                           "SASL (bob offline: a service-unavailable message error from bob) "
-                           "and keeps the stream")
+        self.starling_only("Prosody 0.12 answers a message sent after STARTTLS but before "
+                           "SASL with a stanza error (service-unavailable from the "
+                           "recipient), not a not-authorized stream error")
         raw = RawStream(self.server.starttls_port, ca_file=self.server.ca_file)
         try:
             raw.open()
@@ -1012,7 +1034,9 @@ class XmppCoreCases:
     def check_spoofed_from(self, make_spoofer, send_spoofed):
         """alice's spoofing session sends bob a message from carol: its stream
         ends with invalid-from; alice's other session then sends bob a marker,
-        which is the first thing bob gets."""
+        which is the first thing bob gets. On the Prosody run, which stamps
+        the sender's JID over the forged from and delivers, bob gets the
+        stanza from alice/spoofer first, then the marker."""
         async def scenario():
             spoofer = make_spoofer()
             honest = self.slix("alice", resource="honest")
@@ -1021,16 +1045,22 @@ class XmppCoreCases:
                 await client.login()
             await bob.presence(0)
             await send_spoofed(spoofer, f"{bare('bob')}/b", f"{bare('carol')}/x")
-            await spoofer.wait_stream_error()
-            self.assertEqual(spoofer.errors(), ["invalid-from"])
+            if self.server.name == "starling":
+                await spoofer.wait_stream_error()
+                self.assertEqual(spoofer.errors(), ["invalid-from"])
+            else:
+                # Prosody 0.12 stamps the sender's full JID over the forged
+                # one, delivers, and keeps the stream (this still shows that
+                # the library sent the forged from, and never as carol).
+                await spoofer.ping_server()
+                self.assertEqual(aio_body(await bob.next_message()),
+                                 ("forged", f"{bare('alice')}/spoofer", "chat"))
             honest.send_chat(f"{bare('bob')}/b", "marker")
             self.assertEqual(aio_body(await bob.next_message()),
                              ("marker", f"{bare('alice')}/honest", "chat"))
         self.run_case(scenario)
 
     def test_spoofed_from_slixmpp(self):
-        self.starling_only("Prosody 0.12 drops a stanza with a forged from silently "
-                           "and keeps the stream")
 
         def make():
             client = self.slix("alice", resource="spoofer")
@@ -1046,8 +1076,6 @@ class XmppCoreCases:
         self.check_spoofed_from(make, send)
 
     def test_spoofed_from_aioxmpp(self):
-        self.starling_only("Prosody 0.12 drops a stanza with a forged from silently "
-                           "and keeps the stream")
 
         def make():
             client = self.aio("alice", resource="spoofer")
