@@ -574,9 +574,12 @@ class Aio:
     def jid(self):
         return str(self.client.local_jid)
 
+    def ssl_object(self):
+        """The stream's OpenSSL.SSL.Connection."""
+        return self.client.stream._xmlstream._transport.get_extra_info("ssl_object")
+
     def tls_version(self):
-        transport = self.client.stream._xmlstream._transport
-        return transport.get_extra_info("ssl_object").get_protocol_version_name()
+        return self.ssl_object().get_protocol_version_name()
 
     async def presence(self, priority):
         presence = aioxmpp.Presence(type_=aioxmpp.PresenceType.AVAILABLE)
@@ -585,8 +588,11 @@ class Aio:
         await self.ping_server()
 
     async def ping_server(self):
-        await asyncio.wait_for(aioxmpp.ping.ping(self.client, aioxmpp.JID.fromstr(DOMAIN)),
-                               WAIT_S)
+        """XEP-0199 ping to the server; raises unless answered with a result
+        (aioxmpp.ping.ping would also accept service-unavailable)."""
+        iq = aioxmpp.IQ(type_=aioxmpp.IQType.GET, to=aioxmpp.JID.fromstr(DOMAIN),
+                        payload=aioxmpp.ping.Ping())
+        await asyncio.wait_for(self.client.send(iq), WAIT_S)
 
     async def send_chat(self, to, body, from_=None):
         message = aioxmpp.Message(type_=aioxmpp.MessageType.CHAT,
@@ -755,6 +761,14 @@ class XmppCoreCases:
             self.assertEqual(client.sasl.used, mechanism, client.sasl.offered)
             self.assertEqual(client.jid, f"{bare('alice')}/desk")
             self.assertEqual(client.tls_version(), "TLSv1.3")
+            if channel_binding == "tls-server-end-point":
+                # The bound certificate is the one the server keeps in the
+                # file the client trusts (its self-signed certificate).
+                with open(self.server.ca_file, "rb") as f:
+                    pem = OpenSSL.crypto.load_certificate(OpenSSL.crypto.FILETYPE_PEM, f.read())
+                der = OpenSSL.crypto.dump_certificate(OpenSSL.crypto.FILETYPE_ASN1, pem)
+                self.assertEqual(TLSServerEndPoint(client.ssl_object()).extract_cb_data(),
+                                 hashlib.sha256(der).digest())
             await client.ping_server()
         self.run_case(scenario)
 
