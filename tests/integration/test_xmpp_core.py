@@ -38,7 +38,11 @@ Cases (S = slixmpp, A = aioxmpp, R = raw socket):
   a wrong password gets <not-authorized/> (S, A)
   two users exchanging messages, body and stamped from checked (S <-> A)
   a bare JID with two resources at priorities 5 and 1 (only 5 gets it) and
-    at equal priorities (each gets it once) (S, A)
+    at equal priorities (each gets it once) (S, A); one resource at a
+    negative priority gets no bare-JID message (S receives, A sends)
+  resource binding: required after SASL, the legacy session feature optional
+    (R); a client-chosen resource (every login case) and a server-generated
+    one (S, A); XEP-0368's ALPN xmpp-client on the direct TLS port (R)
   an IQ to a full JID that is not online: service-unavailable (S, A); a
     message to a user with no session: service-unavailable (S); an IQ to the
     domain it does not handle: service-unavailable, and XEP-0199 ping to the
@@ -80,6 +84,7 @@ these, skipped on that run only, with the reason:
     binding refused) is validated by scram_plus_provider_on_prosody, with
     tls-unique over TLS 1.2 (a Prosody-only case);
   scram_sha_512_aioxmpp: Prosody offers SCRAM-SHA-1 and SCRAM-SHA-256 only;
+  direct_tls_selects_alpn: Prosody 0.12 selects no ALPN protocol;
   plaintext_listener_slixmpp, stanza_before_authentication_plaintext_listener:
     the Prosody run has no plaintext port (slixmpp's plaintext PLAIN login
     was checked by hand against bench/servers' plaintext Prosody);
@@ -741,6 +746,57 @@ class XmppCoreCases:
         finally:
             raw.close()
 
+    def test_features_after_authentication(self):
+        """After SASL: resource binding required, the legacy session feature
+        advertised as optional (RFC 6121 appendix E, for old clients)."""
+        raw = RawStream(self.server.starttls_port, ca_file=self.server.ca_file)
+        try:
+            raw.open()
+            raw.features()
+            raw.starttls()
+            features = raw.auth_plain("alice", password("alice"))
+            self.assertIsNotNone(features.find(f"{{{NS_BIND}}}bind"), ET.tostring(features))
+            self.assertIsNone(features.find(f"{{{NS_SASL}}}mechanisms"), ET.tostring(features))
+            session = features.find("{urn:ietf:params:xml:ns:xmpp-session}session")
+            self.assertIsNotNone(session, ET.tostring(features))
+            self.assertIsNotNone(session.find("{urn:ietf:params:xml:ns:xmpp-session}optional"),
+                                 ET.tostring(features))
+            jid = raw.bind("raw")
+            self.assertEqual(jid, f"{bare('alice')}/raw")
+        finally:
+            raw.close()
+
+    def test_direct_tls_selects_alpn(self):
+        """XEP-0368: the direct TLS listener takes ALPN xmpp-client."""
+        self.starling_only("Prosody 0.12 selects no ALPN protocol")
+        raw = RawStream(self.server.direct_port, direct_tls=True, ca_file=self.server.ca_file)
+        try:
+            self.assertEqual(raw.sock.selected_alpn_protocol(), "xmpp-client")
+            self.assertEqual(raw.sock.version(), "TLSv1.3")
+            raw.open()
+            mechanisms = [m.text for m in raw.features().iter(f"{{{NS_SASL}}}mechanism")]
+            self.assertIn("PLAIN", mechanisms)
+        finally:
+            raw.close()
+
+    def test_server_generated_resource(self):
+        """A bind without a resource gets one from the server; two such
+        sessions of one user get different ones and both work."""
+        async def scenario():
+            first = self.slix("alice")
+            second = self.aio("alice")
+            await first.login()
+            await second.login()
+            resources = []
+            for client in (first, second):
+                bare_part, _, resource = client.jid.partition("/")
+                self.assertEqual(bare_part, bare("alice"))
+                self.assertTrue(resource, client.jid)
+                resources.append(resource)
+                await client.ping_server()
+            self.assertNotEqual(resources[0], resources[1])
+        self.run_case(scenario)
+
     def check_slix_login(self, mechanism, transport="starttls"):
         async def scenario():
             client = self.slix("alice", resource="laptop", mechanism=mechanism,
@@ -946,6 +1002,27 @@ class XmppCoreCases:
 
     def test_bare_jid_equal_priorities_aioxmpp(self):
         self.check_priorities(self.aio, aio_body, (0, 0))
+
+    def test_bare_jid_negative_priority_only(self):
+        """A resource with a negative priority gets no bare-JID message
+        (RFC 6121 8.5.2.1.1): with no other resource it is handled as
+        offline (service-unavailable, until offline storage exists); a
+        message to its full JID still reaches it."""
+        async def scenario():
+            bob = self.slix("bob", resource="shy")
+            carol = self.aio("carol", resource="pc")
+            await bob.login()
+            await carol.login()
+            await bob.presence(-1)
+            await carol.send_chat(bare("bob"), "to the bare JID")
+            error = await carol.next_message()
+            self.assertEqual(error.type_, aioxmpp.MessageType.ERROR)
+            self.assertEqual(str(error.from_), bare("bob"))
+            self.assertEqual(condition_name(error.error.condition), "service-unavailable")
+            await carol.send_chat(f"{bare('bob')}/shy", "marker")
+            self.assertEqual(slix_body(await bob.next_message()),
+                             ("marker", f"{bare('carol')}/pc", "chat"))
+        self.run_case(scenario)
 
     def test_iq_to_offline_resource(self):
         async def scenario():
