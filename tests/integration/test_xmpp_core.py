@@ -53,6 +53,8 @@ Cases (S = slixmpp, A = aioxmpp, R = raw socket):
   a spoofed from: invalid-from stream error, nothing delivered (S, A)
   a bind conflict: the older session gets a conflict stream error, the newer
     one works (S, A)
+  a stanza over the size bound: policy-violation stream error, nothing
+    delivered (S, A)
   hostile XML (R): not-well-formed, a DOCTYPE with an entity, billion laughs,
     an undeclared entity reference, a huge attribute; each ends only that
     stream with its stream error while two logged-in clients (S and A) keep
@@ -101,13 +103,13 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import datetime
 import hashlib
 import logging
 import os
 import socket
 import ssl
 import sys
-import time
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -552,21 +554,35 @@ class Aio:
             peer = ("127.0.0.1", server.starttls_port, aioxmpp.connector.STARTTLSConnector())
         self.client = aioxmpp.Client(aioxmpp.JID(localpart, domain, resource), security,
                                      override_peer=[peer], max_initial_attempts=1)
-        self.client.backoff_start = __import__("datetime").timedelta(seconds=WAIT_S * 10)
+        # No reconnection within a case: a failed stream stays failed
+        # (on_stream_lost stops the client; a long backoff covers the rest).
+        self.client.backoff_start = datetime.timedelta(seconds=WAIT_S * 10)
         self.messages = asyncio.Queue()
         dispatcher = self.client.summon(aioxmpp.dispatcher.SimpleMessageDispatcher)
         for message_type in aioxmpp.MessageType:
             dispatcher.register_callback(message_type, None, self.messages.put_nowait)
         self.established = asyncio.get_event_loop().create_future()
-        self.failure = asyncio.get_event_loop().create_future()
+        self.lost = asyncio.get_event_loop().create_future()
         self.client.on_stream_established.connect(
             lambda: self.established.done() or self.established.set_result(None))
         self.client.on_failure.connect(self.on_failure)
+        self.client.stream.on_failure.connect(self.on_stream_failure)
 
     def on_failure(self, error):
-        for future in (self.established, self.failure):
+        """The client gave up (an error before the stream was up, or a
+        conflict stream error)."""
+        for future in (self.established, self.lost):
             if not future.done():
                 future.set_result(error)
+
+    def on_stream_failure(self, error):
+        """An established stream failed (error: a StreamError for a stream
+        error). aioxmpp would reconnect after any stream error but conflict;
+        the client is stopped instead."""
+        if self.established.done() and not self.lost.done():
+            self.lost.set_result(error)
+            if self.client.running:
+                self.client.stop()
 
     async def login(self, expect_failure=False):
         self.client.start()
@@ -623,9 +639,9 @@ class Aio:
         if self.client.running:
             self.client.stop()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.failure_or_stop(), WAIT_S)
+                await asyncio.wait_for(self.stopped(), WAIT_S)
 
-    async def failure_or_stop(self):
+    async def stopped(self):
         while self.client.running:
             await asyncio.sleep(0.05)
 
@@ -1172,7 +1188,7 @@ class XmppCoreCases:
             client = self.aio("alice", resource="spoofer")
 
             async def wait_stream_error():
-                self.error = await asyncio.wait_for(client.failure, WAIT_S)
+                self.error = await asyncio.wait_for(client.lost, WAIT_S)
             client.wait_stream_error = wait_stream_error
             client.errors = lambda: [condition_name(self.error.condition)]
             return client
@@ -1202,11 +1218,46 @@ class XmppCoreCases:
             await older.login()
             newer = self.aio("bob", resource="same")
             await newer.login()
-            error = await asyncio.wait_for(older.failure, WAIT_S)
+            error = await asyncio.wait_for(older.lost, WAIT_S)
             self.assertIsInstance(error, aioxmpp.errors.StreamError, repr(error))
             self.assertEqual(condition_name(error.condition), "conflict")
             self.assertEqual(newer.jid, f"{bare('bob')}/same")
             await newer.ping_server()
+        self.run_case(scenario)
+
+    def test_oversized_stanza_aioxmpp(self):
+        """A stanza over the server's size bound (300 KiB of body; Starling's
+        LIMIT_STANZA_BYTES_MAX and Prosody's default are 256 KiB) ends the
+        sender's stream with policy-violation and is not delivered; the
+        sender's other session then reaches bob with a marker first."""
+        async def scenario():
+            sender = self.aio("alice", resource="big")
+            honest = self.slix("alice", resource="honest")
+            bob = self.aio("bob", resource="b")
+            for client in (sender, honest, bob):
+                await client.login()
+            await sender.send_chat(f"{bare('bob')}/b", "x" * (300 * 1024))
+            error = await asyncio.wait_for(sender.lost, WAIT_S)
+            self.assertIsInstance(error, aioxmpp.errors.StreamError, repr(error))
+            self.assertEqual(condition_name(error.condition), "policy-violation")
+            honest.send_chat(f"{bare('bob')}/b", "marker")
+            self.assertEqual(aio_body(await bob.next_message()),
+                             ("marker", f"{bare('alice')}/honest", "chat"))
+        self.run_case(scenario)
+
+    def test_oversized_stanza_slixmpp(self):
+        """As test_oversized_stanza_aioxmpp, sent by slixmpp."""
+        async def scenario():
+            sender = self.slix("alice", resource="big")
+            honest = self.slix("alice", resource="honest")
+            bob = self.aio("bob", resource="b")
+            for client in (sender, honest, bob):
+                await client.login()
+            sender.send_chat(f"{bare('bob')}/b", "x" * (300 * 1024))
+            self.assertEqual(await asyncio.wait_for(sender.ended, WAIT_S), ["policy-violation"])
+            honest.send_chat(f"{bare('bob')}/b", "marker")
+            self.assertEqual(aio_body(await bob.next_message()),
+                             ("marker", f"{bare('alice')}/honest", "chat"))
         self.run_case(scenario)
 
     # ---- hostile XML
