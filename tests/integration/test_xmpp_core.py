@@ -1205,7 +1205,7 @@ class XmppCoreCases:
             await newer.login()
             self.assertEqual(await asyncio.wait_for(older.ended, WAIT_S), ["conflict"])
             self.assertEqual(newer.jid, f"{bare('alice')}/same")
-            await newer.ping_server()
+            await newer.presence(0)
             bob = self.aio("bob", resource="b")
             await bob.login()
             await bob.send_chat(f"{bare('alice')}/same", "to the newer one")
@@ -1236,6 +1236,7 @@ class XmppCoreCases:
             bob = self.aio("bob", resource="b")
             for client in (sender, honest, bob):
                 await client.login()
+            await bob.presence(0)
             await sender.send_chat(f"{bare('bob')}/b", "x" * (300 * 1024))
             error = await asyncio.wait_for(sender.lost, WAIT_S)
             self.assertIsInstance(error, aioxmpp.errors.StreamError, repr(error))
@@ -1253,6 +1254,7 @@ class XmppCoreCases:
             bob = self.aio("bob", resource="b")
             for client in (sender, honest, bob):
                 await client.login()
+            await bob.presence(0)
             sender.send_chat(f"{bare('bob')}/b", "x" * (300 * 1024))
             self.assertEqual(await asyncio.wait_for(sender.ended, WAIT_S), ["policy-violation"])
             honest.send_chat(f"{bare('bob')}/b", "marker")
@@ -1323,6 +1325,8 @@ class XmppCoreCases:
             bob = self.aio("bob", resource="b")
             await alice.login()
             await bob.login()
+            await alice.presence(0)
+            await bob.presence(0)
             await exchange(alice, bob, "before")
             loop = asyncio.get_running_loop()
             for name, how, payload, condition in self.hostile_cases():
