@@ -20,7 +20,7 @@ alice, bob and carol (password "pw-<name>"):
              the tests themselves (not registered in ctest). A case Prosody
              cannot pass because it does not implement the behaviour is
              skipped on that run only, with the reason ("Starling-specific:
-             ..."); see the report below.
+             ..."); see the validation notes below.
 
 Cases (S = slixmpp, A = aioxmpp, R = raw socket):
   STARTTLS required (R: features before TLS hold <starttls><required/> and
@@ -49,7 +49,7 @@ Cases (S = slixmpp, A = aioxmpp, R = raw socket):
     server answered (S, A)
   a stanza before authentication: not-authorized stream error (R, after
     STARTTLS; and on the plaintext listener, Starling only)
-  a wrong domain: host-unknown stream error (R)
+  a wrong domain: host-unknown stream error (R on both TLS ports; S, A)
   a spoofed from: invalid-from stream error, nothing delivered (S, A)
   a bind conflict: the older session gets a conflict stream error, the newer
     one works (S, A)
@@ -91,7 +91,7 @@ these, skipped on that run only, with the reason:
     the Prosody run has no plaintext port (slixmpp's plaintext PLAIN login
     was checked by hand against bench/servers' plaintext Prosody);
   stanza_before_authentication: Prosody answers with a stanza error, not the
-    not-authorized stream error RFC 6120 section 6.4.1 asks for.
+    not-authorized stream error of RFC 6120 section 4.9.3.12.
 Cases whose Starling expectation Prosody meets differently, and that check
 on Prosody what it does: spoofed_from_* (Prosody stamps the sender's full
 JID over the forged from and delivers; Starling must close the stream with
