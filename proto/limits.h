@@ -82,6 +82,15 @@
  * accepted socket is closed at once. config: limits.connections_per_reactor */
 #define LIMIT_CONNECTIONS_PER_REACTOR 65536u
 
+/* Moves one reactor has handed to other rings (IORING_MSG_SEND_FD) and
+ * whose completion has not come back. Each holds the source's slot until
+ * the kernel confirms and the slot is closed; with DEFER_TASKRUN those
+ * confirmations arrive a few per loop iteration, so a storm of moves
+ * without this bound filled whole tables with connections already gone
+ * (moves and accepts then failed with ENFILE). Past it, a move waits for
+ * the next loop iteration; it does not fail. */
+#define LIMIT_MOVES_IN_FLIGHT_PER_REACTOR 1024u
+
 /* Submission queue entries per ring. Big enough that one loop iteration can
  * submit a burst of sends without io_uring_get_sqe() failing; the reactor
  * submits and retries when it does. */
@@ -230,6 +239,48 @@
  * submission is refused with CLUSTER_BUSY (for XMPP: resource-constraint
  * or wait). */
 #define LIMIT_CLUSTER_REQUESTS_PER_REACTOR 4096u
+
+/* --------------------------------------------------------------------- JIDs */
+
+/* Bytes of each part of a JID (localpart, domainpart, resourcepart) after
+ * preparation: RFC 7622 section 3.1 (and 3.2, 3.3) caps each at 1023
+ * octets. Over it: jid-malformed. */
+#define LIMIT_JID_PART_BYTES_MAX 1023u
+
+/* Bytes of a part before preparation. Preparation shrinks a string by at
+ * most a factor of three (a fullwidth letter, a Hangul L V T sequence or
+ * U+3000 becomes one third of its bytes), so a longer input can never
+ * prepare to LIMIT_JID_PART_BYTES_MAX; the bound (with margin) caps the
+ * mapping buffers and work per part. Over it: jid-malformed. */
+#define LIMIT_JID_PART_INPUT_BYTES_MAX (4u * LIMIT_JID_PART_BYTES_MAX)
+
+/* Bytes of a prepared full JID, local@domain/resource: three parts and
+ * two separators. A parsed JID is held in a fixed buffer of this size. */
+#define LIMIT_JID_BYTES_MAX (3u * LIMIT_JID_PART_BYTES_MAX + 2u)
+
+/* --------------------------------------------------------- client streams */
+
+/* Plaintext a client sends while its stream waits for an answer it asked
+ * for (a credential fetch, a held-back SASL failure, the move to its
+ * shard's reactor after bind), kept until the answer is out. Clients wait
+ * for those answers; a well-behaved one sends nothing meanwhile, a
+ * pipelining one a stanza or two. Over it: policy-violation. */
+#define LIMIT_C2S_HELD_BYTES (64u * 1024u)
+
+/* Bytes of a reactor's buffer for what c2s writes itself: features, SASL
+ * and bind answers, IQ results, stanza errors (which echo two JIDs and an
+ * id) and a stamped presence for broadcast (a stanza and its new
+ * attributes). */
+#define LIMIT_C2S_REPLY_BYTES (LIMIT_STANZA_BYTES_MAX + 64u * 1024u)
+
+/* Bytes of the id of a bind request, kept while the session moves to its
+ * shard's reactor. Clients use short ids; over it: not-allowed. */
+#define LIMIT_C2S_ID_BYTES 256u
+
+/* Bytes of a SASL element's character data (base64 of at most
+ * LIMIT_SASL_MESSAGE_BYTES_MAX, with room for whitespace). Over it:
+ * malformed-request. */
+#define LIMIT_C2S_SASL_TEXT_BYTES (2u * LIMIT_SASL_MESSAGE_BYTES_MAX)
 
 /* --------------------------------------------------------------------- SASL */
 

@@ -87,6 +87,7 @@ static const char *const listener_types[] = {"c2s", "s2s", NULL};
 static const char *const tls_modes[] = {"starttls", "direct", "plaintext", NULL};
 static const char *const storage_drivers[] = {"sqlite", "postgresql", NULL};
 static const char *const cluster_drivers[] = {"local", NULL};
+static const char *const conflict_policies[] = {"replace", "refuse", NULL};
 static const char *const log_levels[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_formats[] = {"human", "json", NULL};
 static const char *const switches[] = {"on", "off", NULL};
@@ -123,8 +124,7 @@ static const key_row listener_rows[] = {
     ENUM_ROW("tls", config_listener, tls, tls_modes, "starttls",
              "`starttls`: STARTTLS required before authentication; `direct`: TLS from the "
              "first byte (XEP-0368); `plaintext`: no TLS, allowed on loopback addresses "
-             "only (benchmarks, tests). TLS arrives with issue 5: until then a `starttls` "
-             "listener is served in plaintext and a `direct` one is not opened."),
+             "only (benchmarks, tests)."),
 };
 static const key_table listener_table = TABLE(listener_rows);
 
@@ -199,6 +199,23 @@ static const key_row cluster_rows[] = {
 };
 static const key_table cluster_table = TABLE(cluster_rows);
 
+static const key_row sessions_rows[] = {
+    ENUM_ROW("conflict", config, sessions.conflict, conflict_policies, "replace",
+             "A bind of a resource the user already has bound: `replace` ends the older "
+             "session with a `conflict` stream error (RFC 6120 section 7.7.2.2); `refuse` "
+             "answers the new bind with a `conflict` error."),
+};
+static const key_table sessions_table = TABLE(sessions_rows);
+
+static const key_row auth_rows[] = {
+    {"anonymous_domains", KEY_STRING_LIST, offsetof(config, auth.anonymous_domains),
+     FIELD_SIZE(config, auth.anonymous_domains[0]), 0, LIMIT_CONFIG_DOMAINS_MAX, ROW_DOMAIN, NULL,
+     NULL, offsetof(config, auth.anonymous_domain_count), NULL, "",
+     "Served domains where SASL ANONYMOUS (RFC 4505) logs in a temporary user with a "
+     "random name. Empty: none."},
+};
+static const key_table auth_table = TABLE(auth_rows);
+
 static const key_row limits_rows[] = {
     UINT_ROW("connections_per_reactor", config, limits.connections_per_reactor, 1,
              LIMIT_CONNECTIONS_PER_REACTOR, "65536",
@@ -245,13 +262,13 @@ static const key_row root_rows[] = {
     {"domains", KEY_STRING_LIST, offsetof(config, domains), FIELD_SIZE(config, domains[0]), 1,
      LIMIT_CONFIG_DOMAINS_MAX, ROW_DOMAIN, NULL, NULL, offsetof(config, domain_count), NULL,
      "localhost",
-     "Domains served. Until the XMPP core (issue 5) serves several, the first one is "
-     "served."},
+     "Domains served; a stream's `to` must name one of them (else `host-unknown`). "
+     "Compared in their prepared form (RFC 7622: IDNA2008 U-labels, lower case)."},
     {"listeners", KEY_TABLE_LIST, offsetof(config, listeners), sizeof(config_listener), 0,
      LIMIT_LISTENERS_PER_REACTOR, 0, NULL, &listener_table, offsetof(config, listener_count),
      listener_check, "[{port: 5222, tls: starttls}, {port: 5223, tls: direct}]",
-     "Sockets to accept on (each on every reactor). The server opens the first `c2s` "
-     "listener whose `tls` is `starttls` or `plaintext`."},
+     "Sockets to accept on (each on every reactor). Every `c2s` listener is opened; "
+     "`s2s` ones wait for federation."},
     {"certificates", KEY_TABLE_LIST, offsetof(config, certificates), sizeof(config_certificate), 0,
      LIMIT_CONFIG_DOMAINS_MAX, 0, NULL, &certificate_table, offsetof(config, certificate_count),
      certificate_check, "[]",
@@ -259,6 +276,8 @@ static const key_row root_rows[] = {
      "generated into `data_dir` at first start (from issue 5)."},
     SECTION_ROW("storage", &storage_table, "Where accounts, rosters and archives live."),
     SECTION_ROW("cluster", &cluster_table, "How nodes share sessions and routes."),
+    SECTION_ROW("sessions", &sessions_table, "Client sessions."),
+    SECTION_ROW("auth", &auth_table, "Authentication (SASL)."),
     SECTION_ROW("limits", &limits_table, "Bounds an operator may tune (proto/limits.h)."),
     SECTION_ROW("timeouts", &timeouts_table, "Connection timeouts."),
     SECTION_ROW("logging", &logging_table, "Log lines."),
@@ -867,6 +886,8 @@ static int apply_string_list_text(load *state, const key_row *row, char *base, c
     scalar.kind = KEY_STRING;
     scalar.offset = 0;
     const char *start = text;
+    if (text[0] == '\0' && row->minimum == 0)
+        return 0; /* the empty list */
     for (;;) {
         const char *end = strchr(start, ',');
         size_t length = end != NULL ? (size_t)(end - start) : strlen(start);

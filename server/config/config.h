@@ -117,6 +117,13 @@ typedef struct config {
         unsigned driver; /* config_cluster_driver */
     } cluster;
     struct {
+        unsigned conflict; /* 0 replace, 1 refuse */
+    } sessions;
+    struct {
+        char anonymous_domains[LIMIT_CONFIG_DOMAINS_MAX][CONFIG_STRING_BYTES];
+        unsigned anonymous_domain_count;
+    } auth;
+    struct {
         unsigned connections_per_reactor;
     } limits;
     struct {

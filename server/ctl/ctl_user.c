@@ -34,6 +34,7 @@
 #include <openssl/mem.h>
 #include <openssl/rand.h>
 
+#include "proto/jid.h"
 #include "proto/limits.h"
 #include "proto/scram.h"
 #include "server/config/config.h"
@@ -92,62 +93,48 @@ typedef struct bare_jid {
     char domain[LIMIT_STORAGE_JID_PART_BYTES_MAX + 1];
 } bare_jid;
 
-static bool byte_is_control(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
-}
+_Static_assert(LIMIT_STORAGE_JID_PART_BYTES_MAX >= LIMIT_JID_PART_BYTES_MAX,
+               "a prepared JID part fits the storage's bound");
 
-/* Checks that text is a well-formed bare JID, localpart@domain, and fills
- * out with its parts, ASCII letters lowercased. Returns NULL, or why not
- * (static text).
- *
- * This is a stand-in for the XMPP layer's JID preparation: a basic
- * well-formedness check (one '@', no resource, each part 1..1023 bytes
- * (RFC 7622 section 3.1), none of the characters RFC 7622 section 3.3.1
- * forbids in a localpart, no spaces or controls, no empty domain label).
- * Issue 5 replaces this one function with full PRECIS (RFC 7622 and 8265)
- * preparation; nothing else here parses a JID. */
+/* Parses text as a bare JID, localpart@domain, prepared per RFC 7622 (see
+ * proto/jid.h: the localpart lowercased by PRECIS UsernameCaseMapped, the
+ * domain through IDNA2008 and kept as U-labels), and fills out with its
+ * parts. Returns NULL, or why not (static text). */
 static const char *jid_check_bare(const char *text, bare_jid *out)
 {
-    const char *at = strchr(text, '@');
-    if (at == NULL)
+    jid parsed;
+    jid_result result = jid_parse(text, strlen(text), &parsed);
+    if (result != JID_OK)
+        return jid_result_name(result);
+    if (parsed.localpart_len == 0)
         return "a bare JID needs localpart@domain";
-    size_t localpart_len = (size_t)(at - text);
-    size_t domain_len = strlen(at + 1);
-    if (localpart_len == 0 || domain_len == 0)
-        return "the localpart and the domain must not be empty";
-    if (localpart_len > LIMIT_STORAGE_JID_PART_BYTES_MAX ||
-        domain_len > LIMIT_STORAGE_JID_PART_BYTES_MAX)
-        return "a part of the JID is longer than 1023 bytes";
-    if (strchr(at + 1, '/') != NULL)
+    if (parsed.resourcepart_len != 0)
         return "a resource is not allowed (give a bare JID)";
-    for (size_t i = 0; i < localpart_len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (byte_is_control(c) || c == ' ' || strchr("\"&'/:<>@", c) != NULL)
-            return "the localpart holds a forbidden character";
-        out->localpart[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    out->localpart[localpart_len] = '\0';
-    char previous = '.';
-    for (size_t i = 0; i < domain_len; i++) {
-        unsigned char c = (unsigned char)at[1 + i];
-        if (byte_is_control(c) || c == ' ' || strchr("\"&'<>@\\", c) != NULL)
-            return "the domain holds a forbidden character";
-        if (c == '.' && previous == '.')
-            return "the domain has an empty label";
-        previous = (char)c;
-        out->domain[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    if (previous == '.')
-        return "the domain has an empty label";
-    out->domain[domain_len] = '\0';
+    memcpy(out->localpart, jid_localpart(&parsed), parsed.localpart_len);
+    out->localpart[parsed.localpart_len] = '\0';
+    memcpy(out->domain, jid_domainpart(&parsed), parsed.domainpart_len);
+    out->domain[parsed.domainpart_len] = '\0';
     return NULL;
 }
 
+/* Prepares a domain (a configured one or an argument) as a JID's
+ * domainpart into out, NUL-terminated. Returns false when it is not one. */
+static bool domain_prepare(const char *domain, char out[LIMIT_JID_PART_BYTES_MAX + 1])
+{
+    size_t length;
+    if (jid_prepare_domainpart(domain, strlen(domain), out, &length) != JID_OK)
+        return false;
+    out[length] = '\0';
+    return true;
+}
+
+/* Whether the configuration serves domain (prepared): whether a configured
+ * domain prepares to the same bytes. */
 static bool domain_served(const config *settings, const char *domain)
 {
+    char served[LIMIT_JID_PART_BYTES_MAX + 1];
     for (unsigned i = 0; i < settings->domain_count; i++)
-        if (strcasecmp(settings->domains[i], domain) == 0)
+        if (domain_prepare(settings->domains[i], served) && strcmp(served, domain) == 0)
             return true;
     return false;
 }
@@ -443,30 +430,27 @@ static int list_domain(session *ctl, const char *domain)
 /* user list [DOMAIN]: one JID per line, every served domain without one. */
 static int command_list(session *ctl, const char *domain)
 {
+    static char prepared[LIMIT_JID_PART_BYTES_MAX + 1];
     if (domain != NULL) {
-        bare_jid jid;
-        char probe[LIMIT_STORAGE_JID_PART_BYTES_MAX + 3];
-        snprintf(probe, sizeof probe, "x@%s", domain);
-        const char *problem = jid_check_bare(probe, &jid);
-        if (problem != NULL || strlen(domain) > LIMIT_STORAGE_JID_PART_BYTES_MAX) {
+        if (!domain_prepare(domain, prepared)) {
             fprintf(stderr, "starlingctl: user list: bad domain '%s'\n", domain);
             return CTL_EXIT_BAD_JID;
         }
-        if (!domain_served(&ctl->settings, jid.domain)) {
+        if (!domain_served(&ctl->settings, prepared)) {
             fprintf(stderr,
                     "starlingctl: user list: '%s' is not a domain this configuration serves\n",
-                    jid.domain);
+                    prepared);
             return CTL_EXIT_UNKNOWN_DOMAIN;
         }
-        return list_domain(ctl, jid.domain);
+        return list_domain(ctl, prepared);
     }
     for (unsigned i = 0; i < ctl->settings.domain_count; i++) {
-        static char domain_lower[CONFIG_STRING_BYTES];
-        snprintf(domain_lower, sizeof domain_lower, "%s", ctl->settings.domains[i]);
-        for (char *c = domain_lower; *c != '\0'; c++)
-            if (*c >= 'A' && *c <= 'Z')
-                *c = (char)(*c + 32);
-        int result = list_domain(ctl, domain_lower);
+        if (!domain_prepare(ctl->settings.domains[i], prepared)) {
+            fprintf(stderr, "starlingctl: user list: the configured domain '%s' is not valid\n",
+                    ctl->settings.domains[i]);
+            return CTL_EXIT_USAGE;
+        }
+        int result = list_domain(ctl, prepared);
         if (result != CTL_EXIT_OK)
             return result;
     }

@@ -18,6 +18,11 @@
  * user_data, so the descriptor and its state (queue, deadlines, user data,
  * ops) arrive together in one completion and cannot be separated or
  * reordered; the source closes its own slot once the kernel confirms.
+ * Every way a move can end (arrived, refused, closed on the way, shutdown)
+ * goes through conn_move_finish, which tells the application exactly once.
+ * Until the kernel confirms a hand-off the source's slot stays taken, so
+ * unconfirmed hand-offs are bounded per reactor (a storm of moves would
+ * otherwise fill tables with connections that already left).
  */
 #include "server/runtime/internal.h"
 
@@ -369,6 +374,7 @@ static void conn_submit_close(rx_conn *conn)
 }
 
 static void conn_hand_off(rx_reactor *reactor, rx_conn *conn);
+static void conn_move_finish(rx_conn *conn, rx_status status);
 
 static void conn_service_one(rx_reactor *reactor, rx_conn *conn)
 {
@@ -380,6 +386,13 @@ static void conn_service_one(rx_reactor *reactor, rx_conn *conn)
     }
     if (conn->flags & CONN_RELEASE_QUEUED) {
         return;
+    }
+    if ((conn->flags & CONN_MOVING) && conn->move_target == reactor->index) {
+        /* rx_conn_move_to the reactor that owns it: nothing to move. */
+        conn_move_finish(conn, RX_OK);
+        if (conn->flags & (CONN_RELEASE_QUEUED | CONN_RELEASED)) {
+            return;
+        }
     }
     bool want_recv = !(conn->flags & (CONN_PAUSED | CONN_MOVING | CONN_PEER_EOF));
     if (want_recv && !(conn->flags & CONN_RECV_ARMED)) {
@@ -428,6 +441,10 @@ static void conn_release(rx_reactor *reactor, rx_conn *conn)
     rx_stat_add(&reactor->stats.closed, 1);
     if (conn->close_reason == RX_CLOSE_WRITE_TIMEOUT) {
         rx_stat_add(&reactor->stats.write_timeouts, 1);
+    }
+    if (conn->flags & CONN_MOVING) {
+        /* Closed before the descriptor left: the move ends here. */
+        conn_move_finish(conn, RX_ERR_CLOSED);
     }
     conn->ops->on_close(conn, (rx_close_reason)conn->close_reason);
     /* Cancelled by user_data, which the kernel finds through its hash: a
@@ -483,10 +500,10 @@ void rx_conn_shutdown(rx_conn *conn)
     }
     if (conn->flags & CONN_MOVING) {
         /* A move not yet handed off stays here: the target is stopping too. */
-        conn->flags &= (uint16_t)~CONN_MOVING;
         rx_conn_service(conn);
-        if (conn->ops->on_moved != NULL) {
-            conn->ops->on_moved(conn);
+        conn_move_finish(conn, RX_ERR_STATE);
+        if (conn->flags & (CONN_RELEASE_QUEUED | CONN_RELEASED)) {
+            return;
         }
     }
     if (conn->ops->on_shutdown != NULL) {
@@ -518,6 +535,16 @@ void rx_conn_handshake_done(rx_conn *conn)
     conn->flags |= CONN_HANDSHAKE_DONE;
 }
 
+rx_status rx_conn_set_ops(rx_conn *conn, const rx_listener_ops *ops)
+{
+    conn_assert_owner(conn);
+    if (ops == NULL || ops->on_data == NULL || ops->on_close == NULL) {
+        return RX_ERR_INVALID;
+    }
+    conn->ops = ops;
+    return RX_OK;
+}
+
 void rx_conn_set_userdata(rx_conn *conn, void *userdata)
 {
     conn->userdata = userdata;
@@ -545,13 +572,13 @@ unsigned rx_conn_reactor_index(const rx_conn *conn)
 
 /* -------------------------------------------------------------------- moves */
 
-rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index)
+static rx_status conn_move_start(rx_conn *conn, unsigned target_reactor_index, void *state,
+                                 rx_move_done_fn *done)
 {
     conn_assert_owner(conn);
     rx_reactor *reactor = conn->reactor;
     rx_runtime *runtime = reactor->runtime;
-    if (target_reactor_index >= runtime->reactor_count || target_reactor_index == reactor->index ||
-        (conn->flags & CONN_MOVING)) {
+    if (target_reactor_index >= runtime->reactor_count || (conn->flags & CONN_MOVING)) {
         return RX_ERR_INVALID;
     }
     if (conn->flags & (CONN_CLOSE_REQUESTED | CONN_RELEASE_QUEUED | CONN_RELEASED)) {
@@ -562,30 +589,67 @@ rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index)
     }
     conn->flags |= CONN_MOVING;
     conn->move_target = (uint8_t)target_reactor_index;
+    conn->move_state = state;
+    conn->move_done = done;
     rx_conn_service(conn);
     return RX_OK;
 }
 
+rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index)
+{
+    conn_assert_owner(conn);
+    if (target_reactor_index == conn->reactor->index) {
+        return RX_ERR_INVALID;
+    }
+    return conn_move_start(conn, target_reactor_index, NULL, NULL);
+}
+
+rx_status rx_conn_move_to(rx_conn *conn, unsigned target_reactor_index, void *state,
+                          rx_move_done_fn *done)
+{
+    if (done == NULL) {
+        return RX_ERR_INVALID;
+    }
+    return conn_move_start(conn, target_reactor_index, state, done);
+}
+
+/* Ends the move on the reactor that owns conn now and tells the
+ * application: done for rx_conn_move_to, on_moved for rx_conn_move (which
+ * is not told of a close). The move fields are cleared first, so the
+ * callback may start another move. */
+static void conn_move_finish(rx_conn *conn, rx_status status)
+{
+    RX_ASSERT(conn->flags & CONN_MOVING);
+    rx_move_done_fn *done = conn->move_done;
+    void *state = conn->move_state;
+    conn->flags &= (uint16_t) ~(CONN_MOVING | CONN_HANDED_OFF);
+    conn->move_done = NULL;
+    conn->move_state = NULL;
+    if (done != NULL) {
+        done(conn, state, status);
+    } else if (status != RX_ERR_CLOSED && conn->ops->on_moved != NULL) {
+        conn->ops->on_moved(conn);
+    }
+}
+
 /* Back to normal life on reactor (after arriving, or after a failed move). */
-static void conn_settle(rx_conn *conn)
+static void conn_settle(rx_conn *conn, rx_status status)
 {
     rx_conn_schedule_timer(conn);
     rx_conn_service(conn);
     if (conn->send_queue_bytes > 0) {
         rx_conn_queue_write(conn);
     }
-    if (conn->ops->on_moved != NULL) {
-        conn->ops->on_moved(conn);
-    }
+    conn_move_finish(conn, status);
 }
 
-static void conn_move_failed(rx_reactor *reactor, rx_conn *conn, const char *why)
+static void conn_move_failed(rx_reactor *reactor, rx_conn *conn, rx_status status, const char *why)
 {
     rx_log(RX_LOG_WARNING, "reactor %u: move of slot %u to reactor %u failed: %s", reactor->index,
            conn->slot, conn->move_target, why);
-    conn->flags &= (uint16_t) ~(CONN_MOVING | CONN_HANDED_OFF);
+    conn->flags &= (uint16_t)~CONN_HANDED_OFF;
     conn->reactor = reactor;
-    conn_settle(conn);
+    conn_settle(conn, status);
 }
 
 /* Sends the descriptor; from the moment the SQE is written the connection
@@ -596,16 +660,29 @@ static void conn_hand_off(rx_reactor *reactor, rx_conn *conn)
     rx_runtime *runtime = reactor->runtime;
     rx_reactor *target = &runtime->reactors[conn->move_target];
     if (atomic_load(&target->exited) || reactor->shutting_down) {
-        conn_move_failed(reactor, conn, "target stopped");
+        conn_move_failed(reactor, conn, RX_ERR_STATE, "target stopped");
         return;
     }
-    RX_ASSERT(conn->inflight == 0 && !(conn->flags & CONN_IN_WRITE_LIST));
+    if (reactor->moves_out_pending >= LIMIT_MOVES_IN_FLIGHT_PER_REACTOR) {
+        /* Each unconfirmed hand-off holds a slot here: wait for some. */
+        rx_conn_service(conn);
+        return;
+    }
+    if (conn->flags & CONN_IN_WRITE_LIST) {
+        /* A callback of this service pass queued a send: the next flush
+         * takes it off the write list (a moving connection does not write),
+         * then the hand-off goes on. */
+        rx_conn_service(conn);
+        return;
+    }
+    RX_ASSERT(conn->inflight == 0);
     RX_ASSERT(((uintptr_t)conn & RX_USER_DATA_POINTER_MASK) == (uintptr_t)conn);
     rx_wheel_cancel(&reactor->wheel, &conn->timer);
     rx_stat_add(&reactor->stats.send_queue_bytes, -(int64_t)conn->send_queue_bytes);
     conn->flags |= CONN_HANDED_OFF;
     conn->reactor = target;
     atomic_fetch_add(&runtime->moves_in_flight, 1);
+    reactor->moves_out_pending++;
     uint32_t slot = conn->slot;
     reactor->slots[slot] = (rx_conn *)((uintptr_t)conn | 1u);
 
@@ -619,12 +696,35 @@ static void conn_hand_off(rx_reactor *reactor, rx_conn *conn)
     reactor->misc_inflight++;
 }
 
+/* -EOVERFLOW: the target installed the descriptor but could not post its
+ * completion (the kernel failed to allocate an overflow entry), so nobody
+ * knows the slot it holds there. The connection cannot carry on: the
+ * socket is shut down (its other reference, on the target, would keep it
+ * open) and closed here with RX_CLOSE_ERROR; the target keeps one dead
+ * slot until it stops. */
+static void conn_move_overflowed(rx_reactor *reactor, rx_conn *conn)
+{
+    rx_log(RX_LOG_ERROR, "reactor %u: move of slot %u to reactor %u lost its completion: closing",
+           reactor->index, conn->slot, conn->move_target);
+    conn->flags &= (uint16_t)~CONN_HANDED_OFF;
+    conn->reactor = reactor;
+    struct io_uring_sqe *sqe = rx_reactor_sqe(reactor);
+    io_uring_prep_shutdown(sqe, (int)conn->slot, SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, rx_user_data(RX_OP_CANCEL, conn->generation, conn->slot));
+    conn->inflight++;
+    conn->close_errno = EOVERFLOW;
+    rx_conn_release_request(conn, RX_CLOSE_ERROR);
+}
+
 void rx_conn_move_sent(rx_reactor *reactor, uint32_t slot, int result)
 {
     RX_ASSERT(slot < reactor->slot_count);
     uintptr_t tagged = (uintptr_t)reactor->slots[slot];
     RX_ASSERT(tagged != 0 && (tagged & 1u) != 0);
     reactor->misc_inflight--;
+    RX_ASSERT(reactor->moves_out_pending > 0);
+    reactor->moves_out_pending--;
     if (result >= 0) {
         reactor->slots[slot] = NULL;
         reactor->connection_count--;
@@ -637,9 +737,13 @@ void rx_conn_move_sent(rx_reactor *reactor, uint32_t slot, int result)
     reactor->slots[slot] = conn;
     atomic_fetch_sub(&reactor->runtime->moves_in_flight, 1);
     rx_stat_add(&reactor->stats.send_queue_bytes, conn->send_queue_bytes);
-    /* -EOVERFLOW means the target got the descriptor without being told; it
-     * stays unused there and the connection carries on here. */
-    conn_move_failed(reactor, conn, strerror(-result));
+    if (result == -EOVERFLOW) {
+        conn_move_overflowed(reactor, conn);
+    } else if (result == -ENFILE || result == -EMFILE) {
+        conn_move_failed(reactor, conn, RX_ERR_FULL, "target connection table full");
+    } else {
+        conn_move_failed(reactor, conn, RX_ERR_SYSTEM, strerror(-result));
+    }
 }
 
 void rx_conn_move_arrived(rx_reactor *reactor, rx_conn *conn, int result)
@@ -647,11 +751,11 @@ void rx_conn_move_arrived(rx_reactor *reactor, rx_conn *conn, int result)
     RX_ASSERT(result >= 0);
     RX_ASSERT(conn->reactor == reactor && (conn->flags & CONN_HANDED_OFF));
     conn_adopt(reactor, conn, result);
-    conn->flags &= (uint16_t) ~(CONN_MOVING | CONN_HANDED_OFF);
+    conn->flags &= (uint16_t)~CONN_HANDED_OFF;
     atomic_fetch_sub(&reactor->runtime->moves_in_flight, 1);
     rx_stat_add(&reactor->stats.moves_in, 1);
     rx_stat_add(&reactor->stats.send_queue_bytes, conn->send_queue_bytes);
-    conn_settle(conn);
+    conn_settle(conn, RX_OK);
     if (reactor->shutting_down) {
         rx_conn_shutdown(conn);
     }

@@ -139,6 +139,8 @@ struct rx_conn {
     uint8_t close_reason;
     uint8_t close_errno; /* RX_CLOSE_ERROR: the socket error (positive errno) */
     uint8_t move_target;
+    void *move_state;           /* rx_conn_move_to's state, until its done runs */
+    rx_move_done_fn *move_done; /* NULL: a plain rx_conn_move (on_moved) */
 };
 
 /* Counters written by the owning reactor only and read by anyone. */
@@ -213,8 +215,9 @@ struct rx_reactor {
     atomic_bool exited;
     uint64_t dirty_targets[LIMIT_REACTORS_MAX / 64];
     int event_fd;
-    int signal_fd;          /* reactor 0 with handle_signals, else -1 */
-    unsigned misc_inflight; /* accepts and polls not tied to a connection */
+    int signal_fd;              /* reactor 0 with handle_signals, else -1 */
+    unsigned misc_inflight;     /* accepts and polls not tied to a connection */
+    unsigned moves_out_pending; /* hand-offs not yet confirmed by the kernel */
 
     bool shutting_down;
     bool aborted_all;

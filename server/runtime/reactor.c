@@ -525,7 +525,7 @@ static void shutdown_abort_all(rx_reactor *reactor)
 static bool shutdown_step(rx_reactor *reactor)
 {
     if (!reactor->shutting_down) {
-        if (!atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_relaxed)) {
+        if (!atomic_load_explicit(&reactor->runtime->stop_requested, memory_order_acquire)) {
             return false;
         }
         shutdown_begin(reactor);
@@ -597,6 +597,9 @@ static void reactor_loop(rx_reactor *reactor)
             break;
         }
         rx_reactor_run_connects(reactor);
+        if (reactor->runtime->options.on_iteration != NULL)
+            reactor->runtime->options.on_iteration(reactor->runtime->options.iteration_context,
+                                                   reactor->index);
         rx_reactor_flush_writes(reactor);
         rx_reactor_run_service(reactor);
         rx_reactor_run_releases(reactor);

@@ -377,10 +377,15 @@ static void stop_wake(const rx_message *message)
 
 void rx_runtime_stop(rx_runtime *runtime)
 {
+    /* The deadline is published before the flag: a reactor that sees the
+     * flag must not read a deadline of 0 (it would abort every connection
+     * at once and leave with moves unfinished). The first caller's wins. */
+    uint64_t unset = 0;
+    (void)atomic_compare_exchange_strong(&runtime->stop_deadline_ms, &unset,
+                                         rx_clock_ms() + runtime->options.shutdown_grace_ms);
     if (atomic_exchange(&runtime->stop_requested, true)) {
         return;
     }
-    atomic_store(&runtime->stop_deadline_ms, rx_clock_ms() + runtime->options.shutdown_grace_ms);
     rx_reactor *self = rx_reactor_current();
     rx_message wake = {.function = stop_wake};
     for (unsigned i = 0; i < runtime->reactor_count; i++) {

@@ -105,6 +105,12 @@ typedef struct rx_options {
     unsigned producers_max;    /* non-reactor threads that may post */
     bool pin_threads;          /* pin reactor i to core i mod ncpu */
     bool handle_signals;       /* SIGTERM/SIGINT start a graceful shutdown */
+    /* Called on each reactor once per loop iteration, after the
+     * iteration's completions and mailbox messages were handled and before
+     * it flushes its writes and waits: where a layer sends what the
+     * iteration batched (the cluster driver's pipeline). NULL: none. */
+    void (*on_iteration)(void *context, unsigned reactor_index);
+    void *iteration_context;
 } rx_options;
 
 void rx_options_init(rx_options *options);
@@ -133,7 +139,8 @@ typedef struct rx_listener_ops {
     void (*on_backpressure)(rx_conn *conn, bool on);
     /* Optional. The move asked by rx_conn_move finished; runs on the
      * reactor that now owns conn (the source itself if the target refused
-     * the descriptor, e.g. its table was full: check rx_conn_reactor_index). */
+     * the descriptor, e.g. its table was full: check rx_conn_reactor_index).
+     * A move asked by rx_conn_move_to reports to its done instead. */
     void (*on_moved)(rx_conn *conn);
     /* Optional. The handshake or idle timeout (reason says which) ran out:
      * say goodbye and rx_conn_close. The close then waits for the queue to
@@ -271,17 +278,77 @@ void rx_conn_resume_recv(rx_conn *conn);
 void rx_conn_handshake_done(rx_conn *conn);
 
 /* Moves conn (descriptor, send queue, deadlines, user data, ops) to another
- * reactor; the handle stays the same pointer. Until the descriptor leaves,
- * bytes that had already arrived are still delivered here through on_data,
- * in order, and sends are queued (written by the target). Between this call
- * and on_moved, touch conn only from its own callbacks: once the descriptor
- * is handed over it belongs to the target thread. App timers are the app's:
- * cancel them before moving and arm them again in on_moved. Returns
- * RX_ERR_INVALID (same reactor, bad index, already moving), RX_ERR_CLOSED or
- * RX_ERR_STATE (shutting down). */
+ * reactor; the handle stays the same pointer. The same as rx_conn_move_to
+ * with state and done NULL, except: moving to the reactor that already owns
+ * conn is RX_ERR_INVALID, the outcome is told through ops->on_moved (which
+ * runs on the source when the move failed: check rx_conn_reactor_index),
+ * and nothing is told when the connection closes during the move. */
 rx_status rx_conn_move(rx_conn *conn, unsigned target_reactor_index);
 
-void rx_conn_set_userdata(rx_conn *conn, void *userdata); /* borrowed */
+/* The end of a move asked with rx_conn_move_to. conn and state are the
+ * call's; status says where conn lives now:
+ *   RX_OK          on the target; done runs on the target thread, which
+ *                  owns conn from now on (receive is re-armed and queued
+ *                  sends are written after done returns);
+ *   RX_ERR_FULL    the target's descriptor table was full (ENFILE): conn
+ *                  stays on the source, working, and done runs there;
+ *   RX_ERR_STATE   the target or the source began shutting down before the
+ *                  descriptor left: conn stays on the source (whose
+ *                  on_shutdown follows, as for every connection);
+ *   RX_ERR_SYSTEM  the kernel refused the hand-off for another reason
+ *                  (logged): conn stays on the source, working;
+ *   RX_ERR_CLOSED  conn closed before its descriptor left (the peer closed
+ *                  or reset, rx_conn_close/abort, a timeout): done runs on
+ *                  the source just before on_close, with sends refused.
+ * done is called exactly once per rx_conn_move_to that returned RX_OK,
+ * always from the reactor loop, never inside the call that caused it. */
+typedef void rx_move_done_fn(rx_conn *conn, void *state, rx_status status);
+
+/* Moves conn to reactor target_reactor_index (the XMPP core moves a bound
+ * session to the reactor of its bare JID's shard). state (the session
+ * object, say) is transferred: the runtime only carries it to done, which
+ * gets it back on the thread that owns conn at that moment, so one thread
+ * at a time holds it. Steps, all in the reactor loops:
+ *   1. the source stops receiving: it cancels the multishot receive and
+ *      waits for its last completion; bytes the kernel had already put in
+ *      receive buffers are still delivered here, through on_data, in
+ *      order, before the descriptor leaves (so the caller's on_data must
+ *      accept bytes until done; none are lost, none come twice);
+ *   2. sends: a send already in flight completes here; bytes queued later
+ *      (rx_conn_send during the move is allowed until done) travel with
+ *      conn in order and are written by the target;
+ *   3. the connection's own deadlines (handshake, idle, write) are taken
+ *      off the source's wheel and put on the target's;
+ *   4. the source sends its direct descriptor to the target ring
+ *      (IORING_OP_MSG_RING, IORING_MSG_SEND_FD, the target allocating the
+ *      slot); the target's completion carries conn itself, so the
+ *      descriptor and the state arrive together (no mailbox is used, so a
+ *      full mailbox cannot fail a move); the source frees its slot once
+ *      the kernel confirms (a reactor has at most
+ *      LIMIT_MOVES_IN_FLIGHT_PER_REACTOR hand-offs unconfirmed; further
+ *      ones wait a loop iteration, they do not fail);
+ *   5. the target calls done(conn, state, RX_OK), then arms the receive.
+ * Timers the caller armed itself (rx_timer_arm) belong to the source's
+ * wheel: cancel them before this call and arm them again in done.
+ * Between this call and done, touch conn only from its own callbacks on
+ * the source (on_data, on_close) and from done. Moving to the reactor
+ * that owns conn is allowed: nothing moves and done(RX_OK) runs from the
+ * next loop iteration. Returns RX_OK (done will run), RX_ERR_INVALID (bad
+ * index, a move already in progress), RX_ERR_CLOSED (closing or closed)
+ * or RX_ERR_STATE (shutting down); on an error done will not run. */
+rx_status rx_conn_move_to(rx_conn *conn, unsigned target_reactor_index, void *state,
+                          rx_move_done_fn *done) __attribute__((warn_unused_result));
+
+/* Replaces conn's callback table (on_open is not called again); ops is
+ * borrowed for as long as conn uses it and travels with conn when it
+ * moves, so a protocol can switch handlers as a stream changes state.
+ * RX_ERR_INVALID when a required callback (on_data, on_close) is NULL. */
+rx_status rx_conn_set_ops(rx_conn *conn, const rx_listener_ops *ops)
+    __attribute__((warn_unused_result));
+
+/* One pointer of the application's per-connection state (borrowed: the
+ * runtime never frees it); it travels with conn when it moves. */
+void rx_conn_set_userdata(rx_conn *conn, void *userdata);
 void *rx_conn_userdata(const rx_conn *conn);
 /* In on_close with RX_CLOSE_ERROR: the socket error that closed it (a
  * positive errno, ECONNRESET, EPIPE, ...); 0 for every other reason. */

@@ -1,43 +1,55 @@
 /*
- * c2s.h: client-to-server XMPP streams (RFC 6120 section 4) on the runtime.
+ * c2s.h: client-to-server XMPP streams (RFC 6120) on the runtime.
  *
  * A client stream starts when a connection is accepted on a client
- * listener. c2s reads the client's stream header with the tokenizer, checks
- * it (served domain, stream namespace, version), answers with its own header
- * and the stream features, and keeps the stream open. Whatever the client
- * sends that breaks the rules ends only that stream, with the stream error
- * RFC 6120 names, written after Starling's own header if that had not been
- * sent yet (section 4.9.1.2). A graceful shutdown ends each stream with
- * system-shutdown.
+ * listener (direct TLS from the first byte, XEP-0368, or STARTTLS, or
+ * plaintext on a listener that allows it for loopback benchmarks). c2s
+ * reads the stream with the zero-copy tokenizer, answers the header with
+ * the features the stream is at (STARTTLS required; then SASL; then
+ * resource binding and the optional legacy session), runs TLS over memory
+ * (server/tls), SASL against storage (server/xmpp/sasl.h), binds a
+ * resource, moves the connection to the reactor that owns its bare JID's
+ * shard, and routes stanzas (server/xmpp/router.h) as bytes with `from`
+ * stamped. Whatever breaks the rules ends only that stream, with the
+ * stream error RFC 6120 names.
  *
- * Authentication, TLS, binding and routing come with the XMPP core; until
- * then every stanza is answered with not-authorized, as RFC 6120 section
- * 4.9.3.12 asks for stanzas sent before authentication.
+ * A c2s_node is the XMPP layer of one process: the served domains, storage,
+ * cluster driver, TLS context and each reactor's state. Create it before
+ * the runtime runs and destroy it after the runtime has stopped.
  */
 #ifndef STARLING_SERVER_XMPP_C2S_H
 #define STARLING_SERVER_XMPP_C2S_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "cluster/cluster.h"
+#include "server/config/config.h"
 #include "server/runtime/rx.h"
+#include "server/tls/tls.h"
+#include "storage/storage.h"
 
-/* Bytes of a domain name (RFC 7622 section 3.2: 1023 octets at most). */
-#define C2S_DOMAIN_BYTES_MAX 1023u
+typedef struct c2s_node c2s_node;
 
-/* What a client listener serves. Shared read-only by every reactor, so it
- * must outlive the runtime. */
-typedef struct c2s_context {
-    char domain[C2S_DOMAIN_BYTES_MAX + 1]; /* lower-case ASCII */
-    size_t domain_length;
-} c2s_context;
+/* What one client listener serves; the listener context of
+ * c2s_listener_ops. Must outlive the runtime. */
+typedef struct c2s_listener {
+    c2s_node *node;
+    unsigned tls; /* config_tls_mode: CONFIG_TLS_STARTTLS, _DIRECT or _PLAINTEXT */
+} c2s_listener;
 
-/* Copies and lower-cases domain (borrowed) into context. Returns 0, or -1
- * when the domain is empty, too long, or holds bytes that cannot appear in
- * an ASCII domain name (internationalised domains arrive with issue 5's
- * IDNA2008 support). */
-int c2s_context_init(c2s_context *context, const char *domain);
+/* Creates the node for settings (borrowed, must outlive it): prepares the
+ * domains, makes the cluster driver, one state per reactor. storage and
+ * tls (NULL when no listener needs TLS) are borrowed. Returns NULL with a
+ * line in error. */
+c2s_node *c2s_node_create(const config *settings, unsigned reactor_count, storage *storage,
+                          tls_context *tls, char *error, size_t error_size);
+void c2s_node_destroy(c2s_node *node);
 
-/* The listener callbacks; pass a c2s_context as the listener context. */
+/* The per-iteration work of a reactor (the cluster driver's batch and
+ * retries); the runtime's iteration hook. */
+void c2s_node_iteration(void *node, unsigned reactor_index);
+
 extern const rx_listener_ops c2s_listener_ops;
 
 #endif

@@ -2,26 +2,31 @@
  * main.c: the starling binary. Reads the configuration (built-in defaults,
  * then --config FILE, then STARLING_* environment variables, then the
  * command-line options, each overriding the one before), builds the runtime
- * with one reactor per core (or what was configured), adds the client
- * listener and runs until SIGTERM/SIGINT, whose graceful shutdown lets every
- * stream say goodbye with a system-shutdown stream error.
+ * with one reactor per core (or what was configured), opens every client
+ * listener (STARTTLS, direct TLS, plaintext on loopback) and runs until
+ * SIGTERM/SIGINT, whose graceful shutdown lets every stream say goodbye
+ * with a system-shutdown stream error.
  *
  * With no arguments it runs on built-in defaults: domain localhost, client
- * port 5222 on 127.0.0.1. `--check-config FILE` validates a file (and the
+ * ports 5222 (STARTTLS) and 5223 (direct TLS) on 127.0.0.1, a self-signed
+ * certificate for localhost made under data_dir at first start, SQLite
+ * under data_dir. `--check-config FILE` validates a file (and the
  * environment) and exits without starting. Keys for what is not built yet
- * (certificates, direct TLS, federation) are validated and documented in
- * deploy/CONFIG.md, and used from their issues on.
+ * (federation) are validated and documented in deploy/CONFIG.md, and used
+ * from their issues on.
  *
  * At start the configured storage is opened and its numbered migrations
  * applied (config_storage_open, as starlingctl does); a database that
  * cannot be opened, or whose schema is newer than this binary, stops the
- * start with the driver's message and exit status 2. It is closed after
- * the runtime has stopped. Logins do not read it yet (issue 5).
+ * start with the driver's message and exit status 2. The TLS context is
+ * made from the certificates the configuration names (or self-signed
+ * ones); a certificate that cannot be loaded stops the start the same way.
  */
 #include "proto/limits.h"
 #include "server/config/config.h"
 #include "server/config/config_storage.h"
 #include "server/runtime/rx.h"
+#include "server/tls/cert.h"
 #include "server/xmpp/c2s.h"
 
 #include <errno.h>
@@ -44,6 +49,7 @@ typedef struct command_line {
     const char *check_path;  /* --check-config */
     const char *address;
     const char *domain;
+    const char *tls; /* --tls: the first client listener's TLS mode */
     unsigned port;
     unsigned reactors;
     unsigned grace_ms;
@@ -55,9 +61,6 @@ typedef struct command_line {
 /* What the server runs with once every layer is applied. */
 typedef struct starling_options {
     rx_options runtime;
-    const char *address;
-    unsigned port;
-    const char *domain;
 } starling_options;
 
 static void usage(FILE *out)
@@ -71,16 +74,19 @@ static void usage(FILE *out)
             "  --check-config FILE          validate FILE and the STARLING_* environment, print\n"
             "                               'FILE: ok' or the error, exit 0 or 1 without starting\n"
             "  --reactors N                 reactor threads (default: one per core)\n"
-            "  --address ADDR               client listener address (default %s)\n"
-            "  --port PORT                  client listener port (default %u)\n"
-            "  --domain NAME                served domain (default %s)\n"
+            "  --address ADDR               first client listener's address (default %s)\n"
+            "  --port PORT                  first client listener's port (default %u)\n"
+            "  --tls MODE                   first client listener's TLS: starttls, direct, or\n"
+            "                               plaintext (loopback only; default %s)\n"
+            "  --domain NAME                the one served domain (default %s)\n"
             "  --grace-ms MS                graceful shutdown period (default %u)\n"
             "  --connections-per-reactor N  connection bound per reactor (default %u)\n"
             "  --handshake-timeout-ms MS    time to finish the handshake (default %u)\n"
             "  --idle-timeout-ms MS         silence before a stream is closed (default %u)\n"
             "  --help                       this text\n"
             "Precedence: built-in defaults < --config FILE < STARLING_* environment < options.\n",
-            defaults.listeners[0].address, defaults.listeners[0].port, defaults.domains[0],
+            defaults.listeners[0].address, defaults.listeners[0].port,
+            config_enum_name("listeners.tls", defaults.listeners[0].tls), defaults.domains[0],
             defaults.shutdown_grace_ms, defaults.limits.connections_per_reactor,
             defaults.timeouts.handshake_ms, defaults.timeouts.idle_ms);
 }
@@ -111,6 +117,7 @@ static void parse_options(int argc, char **argv, command_line *line)
         {"address", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
         {"domain", required_argument, NULL, 'd'},
+        {"tls", required_argument, NULL, 's'},
         {"grace-ms", required_argument, NULL, 'g'},
         {"connections-per-reactor", required_argument, NULL, 'c'},
         {"handshake-timeout-ms", required_argument, NULL, 't'},
@@ -142,6 +149,15 @@ static void parse_options(int argc, char **argv, command_line *line)
             break;
         case 'd':
             line->domain = optarg;
+            break;
+        case 's':
+            if (strcmp(optarg, "starttls") != 0 && strcmp(optarg, "direct") != 0 &&
+                strcmp(optarg, "plaintext") != 0) {
+                fprintf(stderr, "starling: --tls wants starttls, direct or plaintext, not '%s'\n",
+                        optarg);
+                exit(2);
+            }
+            line->tls = optarg;
             break;
         case 'g':
             line->grace_ms = parse_unsigned(name, optarg, 0, LIMIT_CONFIG_TIMEOUT_MS_MAX);
@@ -241,23 +257,15 @@ static int open_log(const config *settings, log_sink *sink)
 
 /* ------------------------------------------------------- configuration */
 
-/* The listener this build serves: the first c2s one that needs no TLS
- * before the stream starts (starttls, served in plaintext until TLS
- * arrives with issue 5, or plaintext). Returns its index, or -1. */
-static int served_listener(const config *settings)
+static bool loopback(const char *address)
 {
-    for (unsigned i = 0; i < settings->listener_count; i++) {
-        const config_listener *listener = &settings->listeners[i];
-        if (listener->type == CONFIG_LISTENER_C2S && listener->tls != CONFIG_TLS_DIRECT)
-            return (int)i;
-    }
-    return -1;
+    return strncmp(address, "127.", 4) == 0 || strcmp(address, "::1") == 0;
 }
 
-/* Layers the command line over the configuration into options. Returns 0,
- * or -1 (reported) when nothing is left to listen on. */
-static int apply_settings(const config *settings, const command_line *line,
-                          starling_options *options)
+/* Layers the command line over the configuration: the runtime's options,
+ * and the first client listener and the domain in *settings. Returns 0, or
+ * -1 (reported) when nothing is left to listen on. */
+static int apply_settings(config *settings, const command_line *line, starling_options *options)
 {
     rx_options_init(&options->runtime);
     rx_options *runtime = &options->runtime;
@@ -278,32 +286,74 @@ static int apply_settings(const config *settings, const command_line *line,
     if (line->idle_timeout_ms != OPTION_UNSET)
         runtime->idle_timeout_ms = line->idle_timeout_ms;
 
-    options->domain = line->domain != NULL ? line->domain : settings->domains[0];
-    int served = served_listener(settings);
-    if (served < 0 && line->port == OPTION_UNSET) {
-        fprintf(stderr, "starling: no listener to serve: this build serves the first c2s "
-                        "listener with tls starttls or plaintext (direct TLS arrives with "
-                        "issue 5)\n");
+    if (line->domain != NULL) {
+        if (strlen(line->domain) >= sizeof settings->domains[0]) {
+            fprintf(stderr, "starling: --domain is too long\n");
+            return -1;
+        }
+        snprintf(settings->domains[0], sizeof settings->domains[0], "%s", line->domain);
+        settings->domain_count = 1;
+    }
+    config_listener *first = NULL;
+    for (unsigned i = 0; i < settings->listener_count && first == NULL; i++)
+        if (settings->listeners[i].type == CONFIG_LISTENER_C2S)
+            first = &settings->listeners[i];
+    if (first == NULL && (line->port != OPTION_UNSET || line->tls != NULL)) {
+        if (settings->listener_count == LIMIT_LISTENERS_PER_REACTOR) {
+            fprintf(stderr, "starling: no room for the listener of --port\n");
+            return -1;
+        }
+        first = &settings->listeners[settings->listener_count++];
+        memset(first, 0, sizeof *first);
+        first->type = CONFIG_LISTENER_C2S;
+        snprintf(first->address, sizeof first->address, "127.0.0.1");
+        first->port = 5222;
+        first->tls = CONFIG_TLS_STARTTLS;
+    }
+    if (first == NULL) {
+        fprintf(stderr, "starling: no client listener configured\n");
         return -1;
     }
-    options->address = served >= 0 ? settings->listeners[served].address : "127.0.0.1";
-    options->port = served >= 0 ? settings->listeners[served].port : 0;
     if (line->address != NULL)
-        options->address = line->address;
+        snprintf(first->address, sizeof first->address, "%s", line->address);
     if (line->port != OPTION_UNSET)
-        options->port = line->port;
-    for (unsigned i = 0; i < settings->listener_count; i++) {
-        const config_listener *listener = &settings->listeners[i];
-        if ((int)i != served)
-            rx_log(RX_LOG_INFO, "listener %s port %u (%s, tls %s) is not opened by this build",
-                   listener->address, listener->port,
-                   config_enum_name("listeners.type", listener->type),
-                   config_enum_name("listeners.tls", listener->tls));
+        first->port = line->port;
+    if (line->tls != NULL)
+        first->tls = strcmp(line->tls, "direct") == 0      ? CONFIG_TLS_DIRECT
+                     : strcmp(line->tls, "plaintext") == 0 ? CONFIG_TLS_PLAINTEXT
+                                                           : CONFIG_TLS_STARTTLS;
+    if (first->tls == CONFIG_TLS_PLAINTEXT && !loopback(first->address)) {
+        fprintf(stderr, "starling: a plaintext listener is allowed on loopback only, not %s\n",
+                first->address);
+        return -1;
     }
-    if (line->domain == NULL && settings->domain_count > 1)
-        rx_log(RX_LOG_INFO, "serving %s only: several domains arrive with issue 5",
-               options->domain);
+    /* --port replaces the configured listeners with the first one alone
+     * (tests and benchmarks run many servers side by side). */
+    if (line->port != OPTION_UNSET) {
+        config_listener kept = *first;
+        settings->listeners[0] = kept;
+        settings->listener_count = 1;
+    }
     return 0;
+}
+
+static bool needs_tls(const config *settings)
+{
+    for (unsigned i = 0; i < settings->listener_count; i++)
+        if (settings->listeners[i].type == CONFIG_LISTENER_C2S &&
+            settings->listeners[i].tls != CONFIG_TLS_PLAINTEXT)
+            return true;
+    return false;
+}
+
+/* The node, for the runtime's iteration hook (set before the runtime
+ * starts, read by the reactors after). */
+static c2s_node *the_node;
+
+static void iteration(void *context, unsigned reactor_index)
+{
+    (void)context;
+    c2s_node_iteration(the_node, reactor_index);
 }
 
 /* --check-config: the file and the environment, as a start would load them. */
@@ -348,11 +398,7 @@ int main(int argc, char **argv)
     if (apply_settings(&settings, &line, &options) != 0)
         return 2;
 
-    c2s_context context;
-    if (c2s_context_init(&context, options.domain) != 0) {
-        fprintf(stderr, "starling: '%s' is not a usable domain name\n", options.domain);
-        return 2;
-    }
+    options.runtime.on_iteration = iteration;
     rx_runtime *runtime = rx_runtime_create(&options.runtime);
     if (runtime == NULL)
         return 1;
@@ -380,19 +426,62 @@ int main(int argc, char **argv)
     rx_log(RX_LOG_INFO, "storage %s open at schema version %u",
            config_enum_name("storage.driver", settings.storage.driver),
            storage_schema_version(accounts));
-    rx_status status = rx_runtime_add_listener(runtime, options.address, (uint16_t)options.port,
-                                               &c2s_listener_ops, &context, NULL);
+    tls_context *tls = NULL;
+    if (needs_tls(&settings)) {
+        char tls_error[TLS_ERROR_BYTES];
+        tls = tls_context_from_config(&settings, tls_error, sizeof tls_error);
+        if (tls == NULL) {
+            fprintf(stderr, "starling: TLS: %s\n", tls_error);
+            storage_close(accounts);
+            rx_runtime_destroy(runtime);
+            return 2;
+        }
+    }
+    char node_error[512];
+    the_node = c2s_node_create(&settings, rx_runtime_reactor_count(runtime), accounts, tls,
+                               node_error, sizeof node_error);
+    if (the_node == NULL) {
+        fprintf(stderr, "starling: %s\n", node_error);
+        tls_context_destroy(tls);
+        storage_close(accounts);
+        rx_runtime_destroy(runtime);
+        return 2;
+    }
+    static c2s_listener listeners[LIMIT_LISTENERS_PER_REACTOR];
+    rx_status status = RX_OK;
+    for (unsigned i = 0; i < settings.listener_count && status == RX_OK; i++) {
+        const config_listener *listener = &settings.listeners[i];
+        if (listener->type != CONFIG_LISTENER_C2S) {
+            rx_log(RX_LOG_INFO, "listener %s port %u (%s) is not opened: federation comes later",
+                   listener->address, listener->port,
+                   config_enum_name("listeners.type", listener->type));
+            continue;
+        }
+        listeners[i] = (c2s_listener){.node = the_node, .tls = listener->tls};
+        status = rx_runtime_add_listener(runtime, listener->address, (uint16_t)listener->port,
+                                         &c2s_listener_ops, &listeners[i], NULL);
+        if (status != RX_OK)
+            fprintf(stderr, "starling: cannot listen on %s port %u\n", listener->address,
+                    listener->port);
+        else
+            rx_log(RX_LOG_INFO, "listening on %s port %u (c2s, tls %s)", listener->address,
+                   listener->port, config_enum_name("listeners.tls", listener->tls));
+    }
     if (status != RX_OK) {
-        fprintf(stderr, "starling: cannot listen on %s port %u\n", options.address, options.port);
+        c2s_node_destroy(the_node);
+        tls_context_destroy(tls);
         storage_close(accounts);
         rx_runtime_destroy(runtime);
         return 1;
     }
     rx_log(RX_LOG_INFO, "starling %s serving %s on %s:%u with %u reactors", STARLING_VERSION,
-           options.domain, options.address, options.port, rx_runtime_reactor_count(runtime));
+           settings.domains[0], settings.listeners[0].address, settings.listeners[0].port,
+           rx_runtime_reactor_count(runtime));
     status = rx_runtime_run(runtime);
-    storage_close(accounts);
+    storage_close(accounts); /* before the runtime goes: completions need it */
     rx_runtime_destroy(runtime);
+    c2s_node_destroy(the_node);
+    tls_context_destroy(tls);
     rx_log(RX_LOG_INFO, "starling stopped");
     return status == RX_OK ? 0 : 1;
 }

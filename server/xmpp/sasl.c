@@ -95,6 +95,10 @@ struct sasl_session {
     bool inline_done;
     sasl_step inline_step;
     unsigned attempts_failed;
+    /* A -PLUS attempt on this stream named a channel binding type the
+     * stream does not offer (tls-unique, which TLS 1.3 lacks): a later
+     * "y" is then the client's honest fallback, not a downgrade. */
+    bool cbind_type_refused;
     fetch_ticket tickets[LIMIT_SASL_FETCHES_IN_FLIGHT];
     unsigned fetches_in_flight;
 
@@ -782,11 +786,20 @@ static sasl_step scram_first(sasl_session *session, const uint8_t *message, size
             if (first.cbind_name.len == strlen(cbind_type_names[type]) &&
                 memcmp(first.cbind_name.ptr, cbind_type_names[type], first.cbind_name.len) == 0)
                 cbind_type = (int)type;
-        if (cbind_type < 0 || session->cbind_data_len[cbind_type] == 0)
-            return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
+        if (cbind_type < 0 || session->cbind_data_len[cbind_type] == 0) {
+            /* Not a guess at credentials: it neither counts towards the
+             * stream's attempts nor feeds the throttle. */
+            session->cbind_type_refused = true;
+            sasl_step step = fail(session, SASL_CONDITION_NOT_AUTHORIZED);
+            session->attempts_failed--;
+            return step == SASL_STEP_FAILURE_CLOSE ? SASL_STEP_FAILURE : step;
+        }
     } else if (plus) {
         return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
-    } else if (first.cbind == SCRAM_CBIND_NOT_OFFERED && session_has_cbind(session)) {
+    } else if (first.cbind == SCRAM_CBIND_NOT_OFFERED && session_has_cbind(session) &&
+               !session->cbind_type_refused) {
+        /* A man in the middle who strips -PLUS from the features gets this
+         * "y" without any -PLUS attempt before it on the stream. */
         return fail(session, SASL_CONDITION_NOT_AUTHORIZED);
     }
 

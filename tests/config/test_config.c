@@ -83,6 +83,8 @@ static void test_defaults(void)
     CHECK(defaults.storage.postgresql.sslmode == CONFIG_SSLMODE_PREFER);
     CHECK(defaults.storage.postgresql.reactor_connections == 0); /* on */
     CHECK(defaults.storage.postgresql.pool_connections == 1);
+    CHECK(defaults.sessions.conflict == 0);
+    CHECK(defaults.auth.anonymous_domain_count == 0);
     CHECK(defaults.storage.postgresql.sslrootcert[0] == '\0');
     CHECK(defaults.storage.postgresql.sslcert[0] == '\0');
     CHECK(defaults.storage.postgresql.sslkey[0] == '\0');
@@ -123,6 +125,8 @@ static void test_values(void)
               "  driver: postgresql\n"
               "  postgresql: {host: db, port: 6432, password: 's3cret', sslmode: verify-full,\n"
               "               sslrootcert: ca.pem, reactor_connections: off, pool_connections: 3}\n"
+              "sessions: {conflict: refuse}\n"
+              "auth: {anonymous_domains: [chat.example.org]}\n"
               "limits: {connections_per_reactor: 1000}\n"
               "timeouts: {handshake_ms: 5000, idle_ms: 100, write_ms: 86400000}\n"
               "logging: {level: debug, format: json, destination: /tmp/x.log}\n",
@@ -147,6 +151,9 @@ static void test_values(void)
     CHECK(strcmp(config_enum_name("storage.postgresql.reactor_connections",
                                   loaded.storage.postgresql.reactor_connections), "off") == 0);
     CHECK(loaded.storage.postgresql.pool_connections == 3);
+    CHECK(loaded.sessions.conflict == 1);
+    CHECK(loaded.auth.anonymous_domain_count == 1 &&
+          strcmp(loaded.auth.anonymous_domains[0], "chat.example.org") == 0);
     CHECK(loaded.limits.connections_per_reactor == 1000);
     CHECK(loaded.timeouts.idle_ms == 100 && loaded.timeouts.write_ms == 86400000);
     CHECK(loaded.logging.level == CONFIG_LOG_DEBUG && loaded.logging.format == CONFIG_LOG_JSON);

@@ -268,7 +268,7 @@ class StreamTests(unittest.TestCase):
     def test_starlingctl_limits_lists_every_limit(self):
         header = os.path.join(os.path.dirname(__file__), "..", "..", "proto", "limits.h")
         with open(header) as f:
-            declared = set(re.findall(r"^#define (LIMIT_[A-Z_]+)", f.read(), re.M))
+            declared = set(re.findall(r"^#define (LIMIT_[A-Z0-9_]+)\b", f.read(), re.M))
         listed = subprocess.run([CTL, "limits"], capture_output=True, text=True, timeout=30,
                                 check=True).stdout
         printed = {line.split()[0] for line in listed.splitlines()}

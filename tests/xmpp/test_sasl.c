@@ -548,6 +548,31 @@ static void test_scram_downgrade(void)
     sasl_session_destroy(session);
 }
 
+/* A client that knows only tls-unique (slixmpp) tries each -PLUS
+ * mechanism with it, then falls back with 'y': after a -PLUS attempt on
+ * the stream, 'y' is its honest answer, not a downgrade (a man in the
+ * middle who strips -PLUS leaves no such attempt). The refused types cost
+ * no attempt and no throttle. */
+static void test_scram_fallback_after_unsupported_type(void)
+{
+    setup();
+    sasl_session *session = session_for(tls13);
+    login plus = scram_basic("SCRAM-SHA-256-PLUS", "alice", "pencil");
+    plus.cbind = SCRAM_CBIND_REQUIRED;
+    plus.cbind_name = "tls-unique";
+    plus.cbind_data = exporter_data;
+    plus.cbind_len = sizeof exporter_data;
+    for (unsigned i = 0; i < LIMIT_SASL_ATTEMPTS_PER_STREAM + 1; i++) {
+        CHECK(scram_login(session, &plus) == SASL_STEP_FAILURE);
+        CHECK(is_failure(session, "not-authorized"));
+    }
+    CHECK(fake.fetches == 0);
+    login fallback = scram_basic("SCRAM-SHA-256", "alice", "pencil");
+    fallback.cbind = SCRAM_CBIND_NOT_OFFERED;
+    CHECK(scram_login(session, &fallback) == SASL_STEP_SUCCESS);
+    sasl_session_destroy(session);
+}
+
 static void test_unknown_user(void)
 {
     setup();
@@ -1159,6 +1184,8 @@ int main(int argc, char **argv)
     harness_run("scram_plus_mismatch", test_scram_plus_mismatch, filter);
     harness_run("scram_plus_type_unavailable", test_scram_plus_type_unavailable, filter);
     harness_run("scram_downgrade", test_scram_downgrade, filter);
+    harness_run("scram_fallback_after_unsupported_type", test_scram_fallback_after_unsupported_type,
+                filter);
     harness_run("unknown_user", test_unknown_user, filter);
     harness_run("authzid", test_authzid, filter);
     harness_run("plain", test_plain, filter);
