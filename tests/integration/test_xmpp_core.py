@@ -27,7 +27,13 @@ Cases (S = slixmpp, A = aioxmpp, R = raw socket):
     no SASL mechanism; PLAIN is offered only after TLS)
   STARTTLS + SCRAM-SHA-256 (S, A), SCRAM-SHA-1 (S, A), PLAIN over TLS (S, A),
     SCRAM-SHA-512 (A; aiosasl taught the hash), each checking the
-    mechanism the library used and TLS 1.3
+    mechanism the library used and TLS 1.3. slixmpp's mechanism is forced
+    with its feature_mechanisms use_mech, and it is told it has no channel
+    binding (see Slix.no_channel_binding: slixmpp 1.8 would send the gs2
+    flag 'y' from a TLS 1.3 tls-unique, which a server offering -PLUS must
+    refuse); aioxmpp's with a SASL provider of ours (ForcedSASL) around
+    aiosasl's mechanisms.
+  slixmpp left to its own choice and its own tls-unique (S): logs in
   SCRAM-SHA-256-PLUS (A): aiosasl's SCRAMPLUS with our channel-binding
     providers, tls-server-end-point (SHA-256 of the server's DER
     certificate, RFC 5929) and tls-exporter (pyOpenSSL's
@@ -75,6 +81,10 @@ Run (from the build directory's configuration, or by hand):
       tests/integration/test_xmpp_core.py --backend postgresql --starling ... --starlingctl ...
   /usr/bin/python3 tests/integration/test_xmpp_core.py --server prosody
 `-k PATTERN` runs the cases whose name holds PATTERN (e.g. -k bind).
+
+Results when written (Starling from main at 23ab2fe, Release and Debug with
+ASan+UBSan): every case passes on SQLite and PostgreSQL (one Prosody-only
+case skipped).
 
 Validation on Prosody 0.12.3 (--server prosody): every case passes except
 these, skipped on that run only, with the reason:
