@@ -138,6 +138,15 @@ void c2s_write(c2s_session *session, const char *bytes, size_t length)
     }
 }
 
+void c2s_reply_error(c2s_session *session, c2s_reactor *here, const xml_view *view,
+                     stanza_error condition)
+{
+    size_t length = stanza_error_write(view, condition, session->jid, session->full_length, NULL,
+                                       0, here->reply, sizeof here->reply);
+    if (length > 0)
+        c2s_write(session, here->reply, length);
+}
+
 static void c2s_write_slice(c2s_session *session, xml_slice slice)
 {
     c2s_write(session, slice.ptr, slice.len);

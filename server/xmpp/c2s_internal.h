@@ -148,6 +148,11 @@ c2s_reactor *c2s_reactor_here(c2s_node *node);
  * A refused write ends the stream. */
 void c2s_write(c2s_session *session, const char *bytes, size_t length);
 
+/* Answers the stanza of view (on session's reactor) with its stanza error
+ * (never an error to an error). */
+void c2s_reply_error(c2s_session *session, c2s_reactor *here, const xml_view *view,
+                     stanza_error condition);
+
 /* Ends the stream with a stream error (our header first if it was not
  * sent), the closing tag, and a close once the queue drains. */
 void c2s_fail(c2s_session *session, stream_error condition);

@@ -90,18 +90,6 @@ static bool parcel_send(c2s_reactor *here, c2s_parcel *parcel)
     return true;
 }
 
-/* Answers the sender of a stanza with its error, on this reactor: the
- * reply is sent straight when the sender is a session (its own reactor),
- * else routed back to the sender's full JID as a parcel. */
-static void reply_error_view(c2s_session *session, c2s_reactor *here, const xml_view *view,
-                             stanza_error condition)
-{
-    size_t length = stanza_error_write(view, condition, session->jid, session->full_length, NULL,
-                                       0, here->reply, sizeof here->reply);
-    if (length > 0)
-        c2s_write(session, here->reply, length);
-}
-
 /* The error for a parcel's stanza, routed back to its sender. */
 static void bounce(c2s_reactor *here, const c2s_parcel *parcel, stanza_error condition)
 {
@@ -252,7 +240,7 @@ void c2s_route_stanza(c2s_session *session, c2s_reactor *here, const xml_view *v
             bad = STANZA_ERROR_JID_MALFORMED;
     }
     if (bad != STANZA_ERROR_COUNT) {
-        reply_error_view(session, here, view, bad);
+        c2s_reply_error(session, here, view, bad);
         return;
     }
     router_resolution resolution;
@@ -262,7 +250,7 @@ void c2s_route_stanza(c2s_session *session, c2s_reactor *here, const xml_view *v
         c2s_server_stanza(session, here, view, &stanza);
         return;
     case ROUTER_TARGET_ERROR:
-        reply_error_view(session, here, view, resolution.condition);
+        c2s_reply_error(session, here, view, resolution.condition);
         return;
     case ROUTER_TARGET_DROP:
         return;
@@ -270,14 +258,14 @@ void c2s_route_stanza(c2s_session *session, c2s_reactor *here, const xml_view *v
         break;
     }
     if (!stanza_out_stamp(view, session->jid, session->full_length, &here->out)) {
-        reply_error_view(session, here, view, STANZA_ERROR_INTERNAL_SERVER_ERROR);
+        c2s_reply_error(session, here, view, STANZA_ERROR_INTERNAL_SERVER_ERROR);
         return;
     }
     xml_slice recipient = jid_text(&resolution.recipient);
     c2s_parcel *parcel = parcel_new(recipient.ptr, recipient.len, session->jid,
                                     session->full_length, here->out.length);
     if (parcel == NULL) {
-        reply_error_view(session, here, view, STANZA_ERROR_RESOURCE_CONSTRAINT);
+        c2s_reply_error(session, here, view, STANZA_ERROR_RESOURCE_CONSTRAINT);
         return;
     }
     parcel->kind = (uint8_t)stanza.kind;
@@ -285,7 +273,7 @@ void c2s_route_stanza(c2s_session *session, c2s_reactor *here, const xml_view *v
     parcel->has_to = stanza.has_to;
     stanza_out_copy(&here->out, (char *)c2s_parcel_stanza(parcel), here->out.length);
     if (!parcel_send(here, parcel))
-        reply_error_view(session, here, view, STANZA_ERROR_RESOURCE_CONSTRAINT);
+        c2s_reply_error(session, here, view, STANZA_ERROR_RESOURCE_CONSTRAINT);
 }
 
 /* ----------------------------------------------------- binding, cluster */

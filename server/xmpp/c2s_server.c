@@ -34,14 +34,6 @@ static bool slice_is(xml_slice slice, const char *text, size_t length)
     return slice.len == length && memcmp(slice.ptr, text, length) == 0;
 }
 
-static void reply_error(c2s_session *session, c2s_reactor *here, const xml_view *view,
-                        stanza_error condition)
-{
-    size_t length = stanza_error_write(view, condition, session->jid, session->full_length, NULL,
-                                       0, here->reply, sizeof here->reply);
-    if (length > 0)
-        c2s_write(session, here->reply, length);
-}
 
 /* <iq type='result'> to the session, from the server (or from what the
  * request was addressed to), with the request's id and inner (raw XML, may
@@ -116,14 +108,14 @@ static void server_iq(c2s_session *session, c2s_reactor *here, const xml_view *v
             slice_is(name, LITERAL("query"))) {
             xml_attribute node;
             if (xml_element_attribute(view, child, "node", 4, &node)) {
-                reply_error(session, here, view, STANZA_ERROR_ITEM_NOT_FOUND);
+                c2s_reply_error(session, here, view, STANZA_ERROR_ITEM_NOT_FOUND);
                 return;
             }
             reply_result(session, here, view, disco_info, sizeof disco_info - 1);
             return;
         }
     }
-    reply_error(session, here, view, STANZA_ERROR_SERVICE_UNAVAILABLE);
+    c2s_reply_error(session, here, view, STANZA_ERROR_SERVICE_UNAVAILABLE);
 }
 
 /* Writes presence bytes to every available resource of the session's user
@@ -206,7 +198,7 @@ void c2s_server_stanza(c2s_session *session, c2s_reactor *here, const xml_view *
         return;
     case ROUTER_KIND_MESSAGE:
         if (stanza->type == ROUTER_TYPE_NORMAL || stanza->type == ROUTER_TYPE_CHAT)
-            reply_error(session, here, view, STANZA_ERROR_SERVICE_UNAVAILABLE);
+            c2s_reply_error(session, here, view, STANZA_ERROR_SERVICE_UNAVAILABLE);
         return;
     case ROUTER_KIND_OTHER:
         return;

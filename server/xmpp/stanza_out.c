@@ -110,32 +110,25 @@ static void write_inline_declarations(xml_writer *w, const xml_view *view)
     }
 }
 
+_Static_assert(STANZA_OUT_SLICES_MAX == XML_STAMP_SLICES_MAX, "a stamp's slices");
+
 bool stanza_out_stamp(const xml_view *view, const char *from, size_t from_length, stanza_out *out)
 {
-    xml_node_id root = xml_view_root(view);
-    assert(root != XML_NODE_NONE);
+    assert(xml_view_root(view) != XML_NODE_NONE);
     if (from == NULL || from_length == 0 || from_length > LIMIT_ROUTE_JID_BYTES_MAX)
         return false;
+    /* The stamp itself is the writer's (xml_stamp_from); the inline
+     * declarations follow the new from in the same attribute buffer, so
+     * its slice just grows over them. */
+    size_t count = xml_stamp_from(view, from, from_length, out->attributes,
+                                  sizeof out->attributes, out->slices);
+    assert(count >= 2); /* STANZA_OUT_ATTRIBUTE_BYTES covers the worst case */
+    size_t stamped = out->slices[1].len;
     xml_writer w;
-    xml_writer_init(&w, out->attributes, sizeof out->attributes);
-    xml_write_attribute(&w, "from", 4, from, from_length);
+    xml_writer_init(&w, out->attributes + stamped, sizeof out->attributes - stamped);
     write_inline_declarations(&w, view);
-    assert(!xml_writer_failed(&w)); /* STANZA_OUT_ATTRIBUTE_BYTES covers the worst case */
-
-    uint32_t name_end = xml_element_name_end(view, root);
-    uint32_t resume = name_end, skip_end = name_end;
-    xml_attribute old;
-    if (xml_element_attribute(view, root, "from", 4, &old)) {
-        resume = old.whitespace_offset;
-        skip_end = old.end_offset;
-    }
-    size_t count = 0;
-    out->slices[count++] = (xml_slice){view->bytes, name_end};
-    out->slices[count++] = xml_writer_output(&w);
-    if (resume > name_end)
-        out->slices[count++] = (xml_slice){view->bytes + name_end, resume - name_end};
-    if (view->length > skip_end)
-        out->slices[count++] = (xml_slice){view->bytes + skip_end, view->length - skip_end};
+    assert(!xml_writer_failed(&w));
+    out->slices[1].len += xml_writer_output(&w).len;
     out->slice_count = count;
     out->length = 0;
     for (size_t i = 0; i < count; i++)
