@@ -16,12 +16,19 @@ generator reports it; no
 server process of the run left behind; net.core.somaxconn untouched (the
 test passes --keep-somaxconn). Also that nonsense command lines
 (--chat-half without --chat-rate max, an unknown --tls or --perf server
-among them) exit 2. It uses bench/compare's fixed ports (Prosody 15222, Starling
+among them) exit 2. A second run, Prosody and Starling at 20 with
+--tls starttls, login and chat with --chat-rate max --chat-half (and
+--perf starling when perf is installed): exit 0; every row SCRAM-SHA-1
+over starttls with openssl s_client's check saying TLSv1.3; a chat@50%
+row per server whose open-loop rate is half the closed loop's delivered
+rate (within one message/s) with delivered == sent and 0 lost; Starling's
+perf data file written. It uses bench/compare's fixed ports (Prosody 15222, Starling
 30222), so it fails if another compare runs at the same time. No timing
 assertions.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +89,30 @@ def check_rows(rows):
         raise AssertionError("starling presence not skipped")
 
 
+def check_tls_rows(rows, perf):
+    for server in ("prosody", "starling"):
+        for scenario in ("login", "chat", "chat@50%"):
+            row = row_of(rows, server, scenario)
+            if row.get("error") or row.get("online") != COUNT or row.get("failed") != 0:
+                raise AssertionError(f"tls {server} {scenario}: {row}")
+            if (row.get("mechanism"), row.get("tls")) != ("SCRAM-SHA-1", "starttls"):
+                raise AssertionError(f"tls {server} {scenario}: {row.get('mechanism')} over {row.get('tls')}")
+            if not (row["checks"].get("tls_version") or "").startswith("TLSv1.3"):
+                raise AssertionError(f"tls {server} {scenario}: version {row['checks'].get('tls_version')}")
+        closed, half = row_of(rows, server, "chat"), row_of(rows, server, "chat@50%")
+        if closed.get("mode") != "closed" or half.get("mode") != "open":
+            raise AssertionError(f"tls {server}: chat modes {closed.get('mode')}, {half.get('mode')}")
+        asked = int(half["command"].split("--rate ")[1].split()[0])
+        if abs(asked - closed["msgs_per_s"] / 2) > 1:
+            raise AssertionError(f"tls {server}: half-load rate {asked} for {closed['msgs_per_s']} msgs/s")
+        if not half["sent"] > 0 or half["delivered"] != half["sent"] or half["lost"] != 0:
+            raise AssertionError(f"tls {server} chat@50%: sent {half['sent']}, delivered {half['delivered']}")
+    if perf:
+        path = row_of(rows, "starling", "chat").get("perf_data")
+        if not path or not os.path.getsize(path) > 0:
+            raise AssertionError(f"no perf data for starling chat: {path}")
+
+
 def server_pids(out):
     """Live processes whose command line names the run's directory (its servers)."""
     pids = []
@@ -115,6 +146,17 @@ def main():
             raise AssertionError(f"bench/compare exited {result.returncode}")
         with open(os.path.join(out, "results.json")) as f:
             check_rows(json.load(f)["rows"])
+        perf = shutil.which("perf") is not None
+        tls_out = os.path.join(out, "tls")
+        command = [sys.executable, COMPARE, "--servers", "prosody,starling", "--count", str(COUNT),
+                   "--scenarios", "login,chat", "--hold", "3", "--chat-duration", "1", "--chat-rate", "max",
+                   "--chat-half", "--tls", "starttls", "--no-install", "--keep-somaxconn",
+                   "--build", args.build, "--out", tls_out] + (["--perf", "starling"] if perf else [])
+        result = benchlib.run_printed(command, COMPARE_TIMEOUT_S)
+        if result.returncode != 0:
+            raise AssertionError(f"bench/compare --tls starttls exited {result.returncode}")
+        with open(os.path.join(tls_out, "results.json")) as f:
+            check_tls_rows(json.load(f)["rows"], perf)
         if read_somaxconn() != somaxconn_before:
             raise AssertionError(f"net.core.somaxconn changed from {somaxconn_before} to {read_somaxconn()}")
         left = server_pids(out)
