@@ -113,6 +113,11 @@ const char *cluster_driver_name(const cluster *cluster)
     return cluster->driver->name;
 }
 
+bool cluster_spans_nodes(const cluster *cluster)
+{
+    return cluster->driver->spans_nodes;
+}
+
 void cluster_poll(cluster *cluster, unsigned reactor)
 {
     if (reactor < cluster->host->reactor_count)

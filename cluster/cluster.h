@@ -127,6 +127,12 @@ void cluster_destroy(cluster *cluster);
 cluster_node cluster_self(const cluster *cluster);
 const char *cluster_node_name(const cluster *cluster, cluster_node node);
 const char *cluster_driver_name(const cluster *cluster);
+/* Whether the driver reaches other nodes. When it does not (`local`), a
+ * node's own session tables already know every session the cluster has:
+ * the XMPP layer then neither publishes its sessions nor looks users up,
+ * which saves a directory entry per session and a mailbox hop per bind,
+ * unbind and miss. */
+bool cluster_spans_nodes(const cluster *cluster);
 
 /* Once per loop iteration, on each reactor. */
 void cluster_poll(cluster *cluster, unsigned reactor);

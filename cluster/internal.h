@@ -49,6 +49,8 @@ typedef struct cluster_request {
 
 typedef struct cluster_driver {
     const char *name;
+    /* Whether the driver reaches other nodes (cluster_spans_nodes). */
+    bool spans_nodes;
     /* Creates the driver's state; CLUSTER_OK or a status with error set. */
     cluster_status (*create)(cluster *owner, const cluster_option *options, size_t option_count,
                              const cluster_host *host, void **state, char *error,

@@ -387,6 +387,7 @@ static const char *local_node_name(const void *opaque, cluster_node node)
 
 const cluster_driver cluster_driver_local = {
     .name = "local",
+    .spans_nodes = false,
     .create = local_create,
     .destroy = local_destroy,
     .self = local_self,

@@ -663,6 +663,10 @@ static void moved(rx_conn *conn, void *state, rx_status status)
     size_t prefix = sizeof request + request.id_length;
     memmove(session->held, session->held + prefix, session->held_length - prefix);
     session->held_length -= (uint32_t)prefix;
+    if (session->held_length == 0) {
+        free(session->held);
+        session->held = NULL;
+    }
     if (status == RX_ERR_CLOSED || status == RX_ERR_STATE || session->phase == C2S_CLOSED)
         return; /* on_close or on_shutdown follows */
     c2s_node *node = session->listener->node;

@@ -18,7 +18,10 @@
  * multi-node driver names the nodes that hold the user, and the parcel is
  * delivered there); with none anywhere the RFC's error goes back to the
  * sender, itself routed as a parcel to the sender's full JID. Errors are
- * never answered with errors (router_decide drops them).
+ * never answered with errors (router_decide drops them). With a driver
+ * that does not span nodes (`local`) the session tables are the whole
+ * directory: sessions are not published and misses are not looked up
+ * (cluster_spans_nodes).
  */
 #include "server/xmpp/c2s_internal.h"
 
@@ -193,7 +196,8 @@ static void parcel_handle(c2s_reactor *here, c2s_parcel *parcel, bool from_clust
     }
     const session_user *user =
         session_table_user(here->sessions, recipient.bare.ptr, recipient.bare.len);
-    if (user == NULL && !from_cluster && parcel->type != ROUTER_TYPE_ERROR) {
+    if (user == NULL && !from_cluster && parcel->type != ROUTER_TYPE_ERROR &&
+        cluster_spans_nodes(here->node->cluster)) {
         /* Not here: ask the cluster where the user is. */
         lookup_wait *wait = malloc(sizeof *wait);
         if (wait != NULL) {
@@ -293,7 +297,7 @@ session_status c2s_route_bind(c2s_session *session, c2s_reactor *here)
         c2s_session *older = replaced;
         older->flags &= (uint8_t)~(C2S_IN_TABLE | C2S_AVAILABLE);
         c2s_fail(older, STREAM_ERROR_CONFLICT);
-    } else {
+    } else if (cluster_spans_nodes(here->node->cluster)) {
         cluster_publish(here->node->cluster, here->index, session->jid, session->full_length,
                         NULL, NULL);
     }
@@ -309,7 +313,8 @@ void c2s_route_unbind(c2s_session *session, c2s_reactor *here)
     session_table_remove(here->sessions, session->jid, session->bare_length, resource,
                          resource_length, session);
     session->flags &= (uint8_t)~C2S_IN_TABLE;
-    if (session_table_find(here->sessions, session->jid, session->bare_length, resource,
+    if (cluster_spans_nodes(here->node->cluster) &&
+        session_table_find(here->sessions, session->jid, session->bare_length, resource,
                            resource_length) == NULL)
         cluster_withdraw(here->node->cluster, here->index, session->jid, session->full_length,
                          NULL, NULL);

@@ -202,7 +202,9 @@ static void user_unlink(session_table *table, table_user *user)
 static bool resource_add(table_user *user, const char *resource, size_t length, void *handle)
 {
     if (user->view.resource_count == user->capacity) {
-        size_t capacity = user->capacity == 0 ? 2 : user->capacity * 2;
+        /* Most users hold one resource per node (a phone): start with
+         * room for one, so an idle session pays for no empty slot. */
+        size_t capacity = user->capacity == 0 ? 1 : user->capacity * 2;
         session_resource *grown = realloc(user->resources, capacity * sizeof *grown);
         if (grown == NULL)
             return false;

@@ -172,6 +172,7 @@ static void test_publish_lookup_withdraw(void)
 {
     cluster *c = make_cluster();
     CHECK(strcmp(cluster_driver_name(c), "local") == 0);
+    CHECK(!cluster_spans_nodes(c)); /* one node: c2s publishes nothing to it */
     CHECK(cluster_self(c) == 0);
     CHECK(strcmp(cluster_node_name(c, 0), "local") == 0);
     CHECK(strcmp(cluster_node_name(c, 7), "") == 0);
