@@ -73,12 +73,7 @@ c2s_reactor *c2s_reactor_here(c2s_node *node)
 {
     rx_reactor *reactor = rx_reactor_current();
     assert(reactor != NULL);
-    c2s_reactor *here = &node->reactors[rx_reactor_index(reactor)];
-    if (!here->started) {
-        here->started = true;
-        rx_timer_init(&here->cluster_timer, NULL, NULL);
-    }
-    return here;
+    return &node->reactors[rx_reactor_index(reactor)];
 }
 
 /* --------------------------------------------------------------- output */

@@ -114,8 +114,6 @@ struct c2s_reactor {
     sasl_server sasl;
     session_table *sessions;
     xml_scratch *scratch;
-    rx_timer cluster_timer;
-    bool started; /* lazily set up on the reactor's thread */
     tls_io tls_io;
     uint8_t plaintext[LIMIT_TLS_PLAINTEXT_BUFFER_BYTES];
     stanza_out out;
@@ -141,7 +139,7 @@ struct c2s_node {
 
 /* ---------------------------------------------------------------- c2s.c */
 
-/* The reactor state of the calling reactor thread (set up on first use). */
+/* The reactor state of the calling reactor thread. */
 c2s_reactor *c2s_reactor_here(c2s_node *node);
 
 /* Writes bytes to the client (through TLS when the stream is encrypted).
