@@ -138,6 +138,13 @@
 #define LIMIT_TIMER_SLOT_MS 128u
 #define LIMIT_TIMER_SLOTS   64u
 
+/* Reactor housekeeping (rx_options.on_housekeeping: the allocator's purge):
+ * at most once per this period on a reactor that has handled work since
+ * the last call, and once more when it has been idle for a period, so
+ * that what a burst freed is returned to the kernel even when the reactor
+ * then goes quiet. A reactor idle since its last call is not woken. */
+#define LIMIT_REACTOR_HOUSEKEEPING_MS 1000u
+
 /* Messages one mailbox (single producer, single consumer, between two
  * reactors) holds. A full mailbox refuses the post; the sender sees the
  * error and decides (drop with an error stanza, retry next iteration). */

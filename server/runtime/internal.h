@@ -213,6 +213,11 @@ struct rx_reactor {
 
     rx_wheel wheel;
     uint64_t now_ms;
+    /* on_housekeeping: armed while a call is owed, due at housekeeping_ms;
+     * active_ms is when the reactor last handled a completion. */
+    bool housekeeping_armed;
+    uint64_t housekeeping_ms;
+    uint64_t active_ms;
 
     int listen_fds[LIMIT_LISTENERS_PER_REACTOR];
     bool accept_armed[LIMIT_LISTENERS_PER_REACTOR];

@@ -461,14 +461,17 @@ static void dispatch(rx_reactor *reactor, const struct io_uring_cqe *cqe)
     }
 }
 
-static void completions_process(rx_reactor *reactor)
+/* Returns how many completions it handled. */
+static unsigned completions_process(rx_reactor *reactor)
 {
     struct io_uring_cqe *cqes[RX_CQE_BATCH];
+    unsigned handled = 0;
     for (unsigned batch = 0; batch < RX_CQE_BATCHES_MAX; batch++) {
         unsigned count = io_uring_peek_batch_cqe(&reactor->ring, cqes, RX_CQE_BATCH);
         if (count == 0) {
             break;
         }
+        handled += count;
         for (unsigned i = 0; i < count; i++) {
             dispatch(reactor, cqes[i]);
         }
@@ -478,6 +481,32 @@ static void completions_process(rx_reactor *reactor)
         io_uring_buf_ring_advance(reactor->buffer_ring, (int)reactor->buffers_returned);
         reactor->buffers_returned = 0;
     }
+    return handled;
+}
+
+/* on_housekeeping's schedule (rx.h): completions arm it a period ahead;
+ * when due it runs, and stays armed while the reactor was active within
+ * the last period, so the call that finds it idle is the last. */
+static void housekeeping_note_activity(rx_reactor *reactor)
+{
+    reactor->active_ms = reactor->now_ms;
+    if (!reactor->housekeeping_armed) {
+        reactor->housekeeping_armed = true;
+        reactor->housekeeping_ms = reactor->now_ms + LIMIT_REACTOR_HOUSEKEEPING_MS;
+    }
+}
+
+static void housekeeping_run(rx_reactor *reactor)
+{
+    const rx_options *options = &reactor->runtime->options;
+    if (options->on_housekeeping == NULL || !reactor->housekeeping_armed ||
+        reactor->now_ms < reactor->housekeeping_ms) {
+        return;
+    }
+    bool idle = reactor->now_ms - reactor->active_ms >= LIMIT_REACTOR_HOUSEKEEPING_MS;
+    reactor->housekeeping_armed = !idle;
+    reactor->housekeeping_ms = reactor->now_ms + LIMIT_REACTOR_HOUSEKEEPING_MS;
+    options->on_housekeeping(options->housekeeping_context, reactor->index, idle);
 }
 
 /* ----------------------------------------------------------------- shutdown */
@@ -569,6 +598,10 @@ static void wait_for_completions(rx_reactor *reactor)
         uint64_t poll_ms = reactor->now_ms + RX_SHUTDOWN_POLL_MS;
         wake_ms = wake_ms < poll_ms ? wake_ms : poll_ms;
     }
+    if (reactor->housekeeping_armed && reactor->runtime->options.on_housekeeping != NULL &&
+        reactor->housekeeping_ms < wake_ms) {
+        wake_ms = reactor->housekeeping_ms;
+    }
     if (work_pending(reactor)) {
         wake_ms = reactor->now_ms;
     }
@@ -607,9 +640,12 @@ static void reactor_loop(rx_reactor *reactor)
         rx_reactor_run_service(reactor);
         rx_reactor_run_releases(reactor);
         wakes_send(reactor);
+        housekeeping_run(reactor);
         wait_for_completions(reactor);
         reactor->now_ms = rx_clock_ms();
-        completions_process(reactor);
+        if (completions_process(reactor) > 0) {
+            housekeeping_note_activity(reactor);
+        }
     }
     int submitted = io_uring_submit(&reactor->ring);
     if (submitted < 0) {

@@ -115,6 +115,15 @@ typedef struct rx_options {
      * iteration batched (the cluster driver's pipeline). NULL: none. */
     void (*on_iteration)(void *context, unsigned reactor_index);
     void *iteration_context;
+    /* Called on a reactor's thread between iterations, at most once per
+     * LIMIT_REACTOR_HOUSEKEEPING_MS while it handles completions (idle
+     * false), then once when it has handled none for that long (idle
+     * true); a reactor that stays idle after that is not woken again
+     * until work arrives. Where the process returns freed memory to the
+     * kernel on the thread that freed it: the busy calls can be cheap and
+     * incremental, the idle one thorough. NULL: none. */
+    void (*on_housekeeping)(void *context, unsigned reactor_index, bool idle);
+    void *housekeeping_context;
 } rx_options;
 
 void rx_options_init(rx_options *options);
