@@ -106,5 +106,5 @@ uint64_t cluster_hash(const void *bytes, size_t length)
 unsigned cluster_shard(const char *bare_jid, size_t length, unsigned reactor_count)
 {
     assert(reactor_count >= 1);
-    return (unsigned)(cluster_hash(bare_jid, length) % reactor_count);
+    return cluster_shard_of_hash(cluster_hash(bare_jid, length), reactor_count);
 }

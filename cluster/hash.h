@@ -38,4 +38,11 @@ uint64_t cluster_hash(const void *bytes, size_t length);
  * (borrowed). reactor_count must be at least 1. */
 unsigned cluster_shard(const char *bare_jid, size_t length, unsigned reactor_count);
 
+/* The same for a bare JID whose cluster_hash the caller already has (the
+ * router hashes a recipient once for its shard and its session table). */
+static inline unsigned cluster_shard_of_hash(uint64_t bare_jid_hash, unsigned reactor_count)
+{
+    return (unsigned)(bare_jid_hash % reactor_count);
+}
+
 #endif

@@ -78,6 +78,7 @@ typedef struct c2s_session {
  * the stamped bytes and what the router read from them. Allocated by the
  * sender's reactor, freed by the reactor that handles it. */
 typedef struct c2s_parcel {
+    uint64_t recipient_hash; /* cluster_hash of the recipient's bare JID (parcel_address) */
     uint8_t kind;          /* router_kind */
     uint8_t type;          /* router_type */
     bool has_to;

@@ -68,17 +68,27 @@ static void parcel_arrived(const rx_message *message)
     parcel_handle(c2s_reactor_here(node), message->pointer, false);
 }
 
+/* Splits the parcel's recipient and hashes its bare JID, once: the hash
+ * picks the shard (parcel_send) and the session table's bucket
+ * (parcel_handle). False for a recipient that does not split. */
+static bool parcel_address(c2s_parcel *parcel)
+{
+    router_jid recipient;
+    if (!router_jid_split(c2s_parcel_recipient(parcel), parcel->recipient_length, &recipient))
+        return false;
+    parcel->recipient_hash = cluster_hash(recipient.bare.ptr, recipient.bare.len);
+    return true;
+}
+
 /* Hands a parcel to the reactor of its recipient's shard. Returns false
  * (the parcel freed) when that reactor's mailbox is full. */
 static bool parcel_send(c2s_reactor *here, c2s_parcel *parcel)
 {
-    router_jid recipient;
-    if (!router_jid_split(c2s_parcel_recipient(parcel), parcel->recipient_length, &recipient)) {
+    if (!parcel_address(parcel)) {
         free(parcel);
         return false;
     }
-    unsigned owner =
-        cluster_shard(recipient.bare.ptr, recipient.bare.len, here->node->reactor_count);
+    unsigned owner = cluster_shard_of_hash(parcel->recipient_hash, here->node->reactor_count);
     if (owner == here->index) {
         parcel_handle(here, parcel, false);
         return true;
@@ -179,14 +189,16 @@ static void looked_up(void *context, const cluster_result *result)
         if (router_jid_split(c2s_parcel_recipient(parcel), parcel->recipient_length, &recipient)) {
             /* The user may have bound here meanwhile. */
             decide_and_deliver(here, parcel, &recipient,
-                               session_table_user(here->sessions, recipient.bare.ptr,
-                                                  recipient.bare.len));
+                               session_table_user_hashed(here->sessions, recipient.bare.ptr,
+                                                         recipient.bare.len,
+                                                         parcel->recipient_hash));
         }
     }
     free(parcel);
 }
 
-/* On the recipient's shard reactor. Frees the parcel. */
+/* On the recipient's shard reactor, for a parcel that parcel_address
+ * accepted. Frees the parcel. */
 static void parcel_handle(c2s_reactor *here, c2s_parcel *parcel, bool from_cluster)
 {
     router_jid recipient;
@@ -194,8 +206,8 @@ static void parcel_handle(c2s_reactor *here, c2s_parcel *parcel, bool from_clust
         free(parcel);
         return;
     }
-    const session_user *user =
-        session_table_user(here->sessions, recipient.bare.ptr, recipient.bare.len);
+    const session_user *user = session_table_user_hashed(
+        here->sessions, recipient.bare.ptr, recipient.bare.len, parcel->recipient_hash);
     if (user == NULL && !from_cluster && parcel->type != ROUTER_TYPE_ERROR &&
         cluster_spans_nodes(here->node->cluster)) {
         /* Not here: ask the cluster where the user is. */
@@ -353,7 +365,10 @@ void c2s_route_arrived(void *context, unsigned reactor, const char *recipient,
                 parcel->has_to = read.has_to;
                 memcpy((char *)c2s_parcel_stanza(parcel), stanza, stanza_length);
                 xml_tokenizer_fini(&tokenizer);
-                parcel_handle(here, parcel, true);
+                if (parcel_address(parcel))
+                    parcel_handle(here, parcel, true);
+                else
+                    free(parcel);
                 return;
             }
         }

@@ -305,7 +305,13 @@ session_status session_table_set_presence(session_table *table, const char *bare
 const session_user *session_table_user(const session_table *table, const char *bare,
                                        size_t bare_length)
 {
-    const table_user *user = user_find(table, bare, bare_length);
+    return session_table_user_hashed(table, bare, bare_length, cluster_hash(bare, bare_length));
+}
+
+const session_user *session_table_user_hashed(const session_table *table, const char *bare,
+                                              size_t bare_length, uint64_t bare_hash)
+{
+    const table_user *user = *user_link(table, bare, bare_length, bare_hash);
     return user != NULL ? &user->view : NULL;
 }
 

@@ -112,6 +112,10 @@ session_status session_table_set_presence(session_table *table, const char *bare
 const session_user *session_table_user(const session_table *table, const char *bare,
                                        size_t bare_length);
 
+/* The same, for a caller that already has bare_hash = cluster_hash(bare). */
+const session_user *session_table_user_hashed(const session_table *table, const char *bare,
+                                              size_t bare_length, uint64_t bare_hash);
+
 /* One resource, or NULL. */
 const session_resource *session_table_find(const session_table *table, const char *bare,
                                            size_t bare_length, const char *resource,
