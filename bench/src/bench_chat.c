@@ -33,6 +33,8 @@
 #include <time.h>
 
 #define CHAT_TICK_US            100u
+/* A tick that wakes this long after its deadline counts as late. */
+#define CHAT_PACE_LATE_US       1000u
 #define CHAT_TIMER_SLACK_NS     1000ul /* the pacing thread's timer slack */
 #define CHAT_SENDS_PER_TICK_MAX 100000u    /* a bound on one tick's catch-up */
 #define CHAT_SEQUENCE_MAX       (1u << 26) /* per flow: bitmap bound, 8 MiB */
@@ -237,7 +239,9 @@ static void chat_reactor_free(xmpp_reactor *reactor)
  * the tool's own share of the measured latency stays well under the 2 ms
  * that servers are judged by. A tick refused (mailbox full) is skipped: the
  * next one sends what it would have, and latency (from the scheduled time)
- * shows the delay. */
+ * shows the delay. Each wake-up's lateness is counted (run->pace_*) and
+ * reported as "pacing": a late tick is a stall of the tool's own core,
+ * which the latency includes. */
 static void pace_until(xmpp_run *run, uint64_t end_us)
 {
     (void)prctl(PR_SET_TIMERSLACK, CHAT_TIMER_SLACK_NS, 0, 0, 0);
@@ -252,6 +256,13 @@ static void pace_until(xmpp_run *run, uint64_t end_us)
         }
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR)
             continue;
+        uint64_t woke_us = system_now_us();
+        uint64_t due_us = (uint64_t)deadline.tv_sec * 1000000u + (uint64_t)deadline.tv_nsec / 1000u;
+        uint64_t late_us = woke_us > due_us ? woke_us - due_us : 0;
+        run->pace_ticks++;
+        run->pace_late_ticks += late_us > CHAT_PACE_LATE_US;
+        if (late_us > run->pace_late_max_us)
+            run->pace_late_max_us = late_us;
         xmpp_timeline_poll(run);
         for (unsigned i = 0; i < run->reactor_count; i++) {
             rx_message message = {.function = chat_tick, .pointer = &run->reactors[i]};
@@ -339,6 +350,11 @@ static void chat_report_human(const xmpp_run *run)
                    chat_latency_ms(&results, 50), chat_latency_ms(&results, 90),
                    chat_latency_ms(&results, 99), chat_latency_ms(&results, 99.9),
                    chat_latency_ms(&results, 100));
+        if (options->window == 0)
+            printf("  pacing             %" PRIu64 " ticks, %" PRIu64 " over %.0f ms late, latest "
+                   "%.2f ms (the tool's own stalls, inside the latency above)\n",
+                   run->pace_ticks, run->pace_late_ticks, CHAT_PACE_LATE_US / 1000.0,
+                   (double)run->pace_late_max_us / 1000.0);
     }
     histogram_destroy(results.latency_us);
 }
@@ -378,6 +394,14 @@ static void chat_report_json(json_writer *writer, const xmpp_run *run)
                          results.delivered_per_second);
     if (computed)
         chat_json_latency(writer, &results);
+    if (options->window == 0) {
+        json_object_begin(writer, "pacing");
+        json_unsigned(writer, "ticks", run->pace_ticks);
+        json_unsigned(writer, "late_ticks", run->pace_late_ticks);
+        json_number(writer, "late_threshold_ms", CHAT_PACE_LATE_US / 1000.0);
+        json_number(writer, "late_max_ms", (double)run->pace_late_max_us / 1000.0);
+        json_object_end(writer);
+    }
     json_object_end(writer);
     histogram_destroy(results.latency_us);
 }

@@ -224,6 +224,10 @@ typedef struct xmpp_run {
     uint64_t drop_us;             /* reconnect: when the drop was posted */
     uint64_t first_wave_finished; /* reconnect: finished before the drop */
     uint64_t deferred;            /* sessions start_later keeps out of the first logins */
+    /* chat, open loop: the pacer's ticks (bench_chat.c pace_until), how
+     * many woke over CHAT_PACE_LATE_US past their deadline, and the latest
+     * wake-up: the tool's own stalls, which its latency includes. */
+    uint64_t pace_ticks, pace_late_ticks, pace_late_max_us;
     bool usage_available;
     tool_usage usage;
     timeline *timeline;         /* owned; the main thread's alone (see xmpp_live.c) */

@@ -44,6 +44,14 @@ def check_chat(bench, port, work):
             or chat["delivered"] != chat["sent"] or chat["lost"] != 0
             or chat["duplicates"] != 0):
         raise AssertionError(f"chat: exit {status}, sessions {sessions}, chat {chat}")
+    # Open loop: the pacer ticks at most every 100 us through the 2 s of
+    # sending (fewer when a sanitizer build runs slower) and reports its
+    # own lateness.
+    pacing = chat.get("pacing")
+    if (pacing is None or not 1000 <= pacing["ticks"] <= 21000
+            or not 0 <= pacing["late_ticks"] <= pacing["ticks"]
+            or pacing["late_max_ms"] < 0 or pacing["late_threshold_ms"] != 1):
+        raise AssertionError(f"chat: pacing {pacing}")
 
 
 def main():
