@@ -145,6 +145,13 @@
  * then goes quiet. A reactor idle since its last call is not woken. */
 #define LIMIT_REACTOR_HOUSEKEEPING_MS 1000u
 
+/* A reactor turn (from waking to waiting again: its completions, mailboxes,
+ * writes and housekeeping) this long or longer is logged as a warning: every
+ * connection on that reactor waited that long. At most one line per
+ * LIMIT_REACTOR_HOUSEKEEPING_MS per reactor; the next line counts the turns
+ * in between. */
+#define LIMIT_REACTOR_SLOW_TURN_MS 10u
+
 /* Messages one mailbox (single producer, single consumer, between two
  * reactors) holds. A full mailbox refuses the post; the sender sees the
  * error and decides (drop with an error stanza, retry next iteration). */

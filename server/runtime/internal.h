@@ -218,6 +218,12 @@ struct rx_reactor {
     bool housekeeping_armed;
     uint64_t housekeeping_ms;
     uint64_t active_ms;
+    /* Slow turns (LIMIT_REACTOR_SLOW_TURN_MS): when this turn began (the
+     * wake-up), when the last one was logged, and how many since then
+     * were not. */
+    uint64_t turn_start_ms;
+    uint64_t slow_turn_logged_ms;
+    uint64_t slow_turns_unlogged;
 
     int listen_fds[LIMIT_LISTENERS_PER_REACTOR];
     bool accept_armed[LIMIT_LISTENERS_PER_REACTOR];

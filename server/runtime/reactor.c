@@ -13,6 +13,7 @@
 #include "server/runtime/internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -509,6 +510,28 @@ static void housekeeping_run(rx_reactor *reactor)
     options->on_housekeeping(options->housekeeping_context, reactor->index, idle);
 }
 
+/* Called as a turn ends (before waiting): logs it when it was slow, at
+ * most once per LIMIT_REACTOR_HOUSEKEEPING_MS, counting the ones between. */
+static void turn_end(rx_reactor *reactor, unsigned completions)
+{
+    uint64_t end_ms = rx_clock_ms();
+    uint64_t took_ms = end_ms - reactor->turn_start_ms;
+    if (took_ms < LIMIT_REACTOR_SLOW_TURN_MS)
+        return;
+    if (reactor->slow_turn_logged_ms != 0 &&
+        end_ms - reactor->slow_turn_logged_ms < LIMIT_REACTOR_HOUSEKEEPING_MS) {
+        reactor->slow_turns_unlogged++;
+        return;
+    }
+    rx_log(RX_LOG_WARNING,
+           "reactor %u: one turn took %" PRIu64 " ms (%u completions); %" PRIu64
+           " more of %u ms or over since the last such line",
+           reactor->index, took_ms, completions, reactor->slow_turns_unlogged,
+           LIMIT_REACTOR_SLOW_TURN_MS);
+    reactor->slow_turn_logged_ms = end_ms;
+    reactor->slow_turns_unlogged = 0;
+}
+
 /* ----------------------------------------------------------------- shutdown */
 
 static void shutdown_begin(rx_reactor *reactor)
@@ -625,6 +648,8 @@ static void wait_for_completions(rx_reactor *reactor)
 
 static void reactor_loop(rx_reactor *reactor)
 {
+    unsigned completions = 0;
+    reactor->turn_start_ms = rx_clock_ms();
     for (;;) {
         reactor->now_ms = rx_clock_ms();
         rx_wheel_advance(&reactor->wheel, reactor->now_ms);
@@ -641,9 +666,12 @@ static void reactor_loop(rx_reactor *reactor)
         rx_reactor_run_releases(reactor);
         wakes_send(reactor);
         housekeeping_run(reactor);
+        turn_end(reactor, completions);
         wait_for_completions(reactor);
         reactor->now_ms = rx_clock_ms();
-        if (completions_process(reactor) > 0) {
+        reactor->turn_start_ms = reactor->now_ms;
+        completions = completions_process(reactor);
+        if (completions > 0) {
             housekeeping_note_activity(reactor);
         }
     }
