@@ -17,6 +17,7 @@
 #include "proto/limits.h"
 #include "server/runtime/rx.h"
 #include "tests/harness.h"
+#include "tests/runtime/one_reactor.h"
 
 #define PERIOD_MS LIMIT_REACTOR_HOUSEKEEPING_MS
 
@@ -44,13 +45,7 @@ static void probe_on_reactor(const rx_message *message)
 
 static void post_probe(rx_producer *producer)
 {
-    rx_message probe = {.function = probe_on_reactor};
-    unsigned before = atomic_load(&probes);
-    CHECK(rx_producer_post(producer, 0, &probe) == RX_OK);
-    unsigned long long deadline = harness_now_ms() + 5000u;
-    while (atomic_load(&probes) == before && harness_now_ms() < deadline)
-        usleep(1000);
-    CHECK(atomic_load(&probes) > before);
+    one_reactor_run(producer, probe_on_reactor, &probes);
 }
 
 /* Waits until the idle call has come (bounded). */
@@ -66,17 +61,12 @@ static void test_schedule(void)
 {
     rx_options options;
     rx_options_init(&options);
-    options.reactors = 1;
-    options.handle_signals = false;
     options.on_housekeeping = on_housekeeping;
     options.housekeeping_context = &busy_calls;
-    rx_runtime *runtime = rx_runtime_create(&options);
-    rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
-    CHECK(producer != NULL && rx_runtime_start(runtime) == RX_OK);
-    if (producer == NULL) {
-        rx_runtime_destroy(runtime);
+    rx_producer *producer;
+    rx_runtime *runtime = one_reactor_start(&options, &producer);
+    if (runtime == NULL)
         return;
-    }
 
     /* Started, nothing handled: no call within two periods. */
     usleep(2u * PERIOD_MS * 1000u);
@@ -110,9 +100,7 @@ static void test_schedule(void)
 
     CHECK(atomic_load(&off_reactor_calls) == 0);
     CHECK(atomic_load(&wrong_index_calls) == 0);
-    rx_runtime_stop(runtime);
-    rx_runtime_wait(runtime);
-    rx_runtime_destroy(runtime);
+    one_reactor_stop(runtime);
 }
 
 int main(int argc, char **argv)

@@ -15,6 +15,7 @@
 
 #include "server/runtime/rx.h"
 #include "tests/harness.h"
+#include "tests/runtime/one_reactor.h"
 
 #define WAIT_MS 10000u
 
@@ -73,15 +74,10 @@ static void test_poll(void)
 
     rx_options options;
     rx_options_init(&options);
-    options.reactors = 1;
-    options.handle_signals = false;
-    rx_runtime *runtime = rx_runtime_create(&options);
-    rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
-    CHECK(producer != NULL && rx_runtime_start(runtime) == RX_OK);
-    if (producer == NULL) {
-        rx_runtime_destroy(runtime);
+    rx_producer *producer;
+    rx_runtime *runtime = one_reactor_start(&options, &producer);
+    if (runtime == NULL)
         return;
-    }
     rx_message arm = {.function = arm_on_reactor};
     CHECK(rx_producer_post(producer, 0, &arm) == RX_OK);
     unsigned long long deadline = harness_now_ms() + WAIT_MS;
@@ -111,9 +107,7 @@ static void test_poll(void)
     CHECK(atomic_load(&cancelled.count) == 0);
     CHECK(atomic_load(&pending.count) == 0);
 
-    rx_runtime_stop(runtime);
-    rx_runtime_wait(runtime);
-    rx_runtime_destroy(runtime);
+    one_reactor_stop(runtime);
     CHECK(atomic_load(&pending.count) == 0);
     close(readable_fd);
     close(cancelled_fd);

@@ -21,6 +21,7 @@
 #include "proto/limits.h"
 #include "server/runtime/rx.h"
 #include "tests/harness.h"
+#include "tests/runtime/one_reactor.h"
 
 #define SLOW_MS (3u * LIMIT_REACTOR_SLOW_TURN_MS)
 
@@ -59,13 +60,7 @@ static void sleep_on_reactor(const rx_message *message)
 /* Posts one slow message and waits until the reactor has run it. */
 static void post_slow(rx_producer *producer)
 {
-    rx_message slow = {.function = sleep_on_reactor};
-    unsigned before = atomic_load(&handled);
-    CHECK(rx_producer_post(producer, 0, &slow) == RX_OK);
-    unsigned long long deadline = harness_now_ms() + 5000u;
-    while (atomic_load(&handled) == before && harness_now_ms() < deadline)
-        usleep(1000);
-    CHECK(atomic_load(&handled) > before);
+    one_reactor_run(producer, sleep_on_reactor, &handled);
 }
 
 /* Waits (bounded) until the hook has seen more than count lines. */
@@ -83,13 +78,9 @@ static void test_slow_turns(void)
     rx_log_set_hook(log_hook, NULL);
     rx_options options;
     rx_options_init(&options);
-    options.reactors = 1;
-    options.handle_signals = false;
-    rx_runtime *runtime = rx_runtime_create(&options);
-    rx_producer *producer = runtime != NULL ? rx_producer_create(runtime) : NULL;
-    CHECK(producer != NULL && rx_runtime_start(runtime) == RX_OK);
-    if (producer == NULL) {
-        rx_runtime_destroy(runtime);
+    rx_producer *producer;
+    rx_runtime *runtime = one_reactor_start(&options, &producer);
+    if (runtime == NULL) {
         rx_log_set_hook(NULL, NULL);
         return;
     }
@@ -127,9 +118,7 @@ static void test_slow_turns(void)
     CHECK(took >= SLOW_MS);
     CHECK(more >= 2);
 
-    rx_runtime_stop(runtime);
-    rx_runtime_wait(runtime);
-    rx_runtime_destroy(runtime);
+    one_reactor_stop(runtime);
     rx_log_set_hook(NULL, NULL);
 }
 
