@@ -32,9 +32,8 @@
 #include <sys/prctl.h>
 #include <time.h>
 
-#define CHAT_TICK_US 100u
-/* A tick that wakes this long after its deadline counts as late. */
-#define CHAT_PACE_LATE_US       1000u
+#define CHAT_TICK_US            100u
+#define CHAT_PACE_LATE_US       1000u      /* a tick woken this late counts as late */
 #define CHAT_TIMER_SLACK_NS     1000ul     /* the pacing thread's timer slack */
 #define CHAT_SENDS_PER_TICK_MAX 100000u    /* a bound on one tick's catch-up */
 #define CHAT_SEQUENCE_MAX       (1u << 26) /* per flow: bitmap bound, 8 MiB */
