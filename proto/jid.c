@@ -204,17 +204,19 @@ static jid_result prepare_ascii_domain(const char *in, size_t in_len, char *out,
         in_len--;
     if (in_len == 0)
         return JID_ERROR_EMPTY;
-    /* Non-ASCII anywhere takes the full path, whatever the length: the
-     * mapping can shorten it (fullwidth letters, three octets each). */
-    for (size_t i = 0; i < in_len; i++)
-        if ((unsigned char)in[i] >= 0x80)
-            return JID_ERROR_UTF8;
-    if (in_len > DNS_NAME_BYTES_MAX) /* as LDH labels it would be too long */
-        return JID_ERROR_DOMAINPART;
+    /* One pass: non-ASCII anywhere takes the full path, whatever the
+     * length (the mapping can shorten it: fullwidth letters are three
+     * octets each), so the DNS bound is checked after it; out holds at
+     * most that bound. */
     for (size_t i = 0; i < in_len; i++) {
         unsigned char c = (unsigned char)in[i];
-        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+        if (c >= 0x80)
+            return JID_ERROR_UTF8;
+        if (i < DNS_NAME_BYTES_MAX)
+            out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
+    if (in_len > DNS_NAME_BYTES_MAX) /* as LDH labels it would be too long */
+        return JID_ERROR_DOMAINPART;
     bool has_a_label;
     if (!ldh_labels_valid(out, in_len, &has_a_label))
         return JID_ERROR_DOMAINPART;
